@@ -1,0 +1,240 @@
+"""LightningDataModule for L-C4 training: manifests, frame folders or the synthetic video set.
+
+Exactly one training source is chosen: ``train_manifest`` (InternVid-style clips),
+``frame_root`` (frame folders / images, e.g. stage 0) or ``synthetic`` (keyword arguments of
+:class:`lc4.data.synthetic.SyntheticVideoDataset`).  Validation is optional and uses
+``val_manifest``, ``val_frame_root`` or ``val_synthetic``, with centred, non-random clips.
+
+Sharding: the loaders use :class:`EpochShardSampler`, a ``DistributedSampler`` whose replica
+count and rank come from the trainer's strategy (``trainer.distributed_sampler_kwargs``, the
+same values Lightning would inject) or from ``num_replicas``/``rank``.  Because it already is a
+``DistributedSampler``, Lightning keeps it and calls its ``set_epoch`` every epoch; it yields
+``(index, epoch)`` keys, so clip sampling changes per epoch even in persistent workers.
+"""
+
+from __future__ import annotations
+
+import inspect
+import numbers
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from lc4.data.frame_folder import FrameFolderDataset
+from lc4.data.video_clips import VideoClipDataset, normalize_stride
+
+__all__ = ["VideoDataModule", "EpochShardSampler", "collate_clips"]
+
+
+class EpochShardSampler(DistributedSampler):
+    """A ``DistributedSampler`` that yields ``(index, epoch)`` for datasets that accept it.
+
+    Datasets without ``accepts_epoch_index`` get plain integer indices.
+    """
+
+    def __init__(self, dataset: Dataset, *, num_replicas: int, rank: int, shuffle: bool,
+                 seed: int, with_epoch: bool | None = None) -> None:
+        if num_replicas < 1 or not 0 <= rank < num_replicas:
+            raise ValueError(f"rank must be in [0, num_replicas); got rank={rank}, "
+                             f"num_replicas={num_replicas}")
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=shuffle,
+                         seed=seed, drop_last=False)
+        if with_epoch is None:
+            with_epoch = bool(getattr(dataset, "accepts_epoch_index", False))
+        self.with_epoch = with_epoch
+
+    def __iter__(self) -> Iterator[Any]:
+        indices = super().__iter__()
+        if not self.with_epoch:
+            return indices
+        epoch = self.epoch
+        return ((i, epoch) for i in indices)
+
+
+def collate_clips(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Stack tensors (``pixel_values`` → ``(B, F, 3, H, W)``), list strings, tensorise numbers."""
+    if not samples:
+        raise ValueError("cannot collate an empty batch")
+    keys = list(samples[0])
+    for s in samples[1:]:
+        if list(s) != keys:
+            raise ValueError(f"cannot batch samples with different keys: {keys} vs {list(s)}")
+    batch: dict[str, Any] = {}
+    for key in keys:
+        values = [s[key] for s in samples]
+        if all(isinstance(v, torch.Tensor) for v in values):
+            shapes = {tuple(v.shape) for v in values}
+            if len(shapes) != 1:
+                raise ValueError(f"cannot batch {key!r}: shapes differ {sorted(shapes)}")
+            batch[key] = torch.stack(values)
+        elif all(isinstance(v, np.ndarray) for v in values):
+            shapes = {v.shape for v in values}
+            if len(shapes) != 1:
+                raise ValueError(f"cannot batch {key!r}: shapes differ {sorted(shapes)}")
+            batch[key] = torch.from_numpy(np.stack(values))
+        elif all(isinstance(v, numbers.Number) for v in values) and not any(isinstance(v, str) for v in values):
+            batch[key] = torch.tensor(values)
+        else:
+            batch[key] = list(values)
+    return batch
+
+
+def _make_synthetic(kwargs: dict[str, Any], defaults: dict[str, Any]) -> Dataset:
+    """Build the synthetic set; shared settings are filled in where its signature takes them."""
+    from lc4.data.synthetic import SyntheticVideoDataset  # lazy: optional, heavier module
+
+    params = inspect.signature(SyntheticVideoDataset).parameters
+    filled = {k: v for k, v in defaults.items() if k in params and k not in kwargs}
+    return SyntheticVideoDataset(**filled, **kwargs)
+
+
+class VideoDataModule(pl.LightningDataModule):
+    """Training / validation loaders for every L-C4 stage (see module docstring).
+
+    Args:
+        train_manifest: CSV/JSONL manifest of training clips.
+        val_manifest: manifest of validation clips (optional).
+        frame_root: folder of frames/images to train on instead (DAVIS layout or plain folders).
+        synthetic: keyword arguments of ``SyntheticVideoDataset`` to train on it instead.
+        num_frames: frames per clip (N^f); 1 for image training.
+        resolution: square side of the training frames.
+        batch_size: clips per batch per device.
+        num_workers: DataLoader worker processes (0 = load in the main process).
+        seed: base seed of all sampling; each sample depends on (seed, epoch, index) only.
+        shuffle: shuffle the training order.
+        stride: frame stride, an int or an inclusive (min, max) range.
+        random_crop: random instead of centred square crops for training.
+        val_frame_root: frame folders for validation.
+        val_synthetic: keyword arguments of ``SyntheticVideoDataset`` for validation
+            (its seed defaults to ``seed + 1``).
+        frame_captions: captions for ``frame_root``/``val_frame_root`` (JSON or CSV name → text).
+        decode_threads: decord threads per video reader.
+        num_replicas: number of shards; default from the trainer's strategy, else 1.
+        rank: this process's shard; default from the trainer's strategy, else 0.
+    """
+
+    def __init__(
+        self,
+        train_manifest: str | None = None,
+        val_manifest: str | None = None,
+        frame_root: str | None = None,
+        synthetic: dict | None = None,
+        num_frames: int = 8,
+        resolution: int = 256,
+        batch_size: int = 2,
+        num_workers: int = 4,
+        seed: int = 0,
+        shuffle: bool = True,
+        stride: int | tuple[int, int] = (1, 4),
+        random_crop: bool = False,
+        val_frame_root: str | None = None,
+        val_synthetic: dict | None = None,
+        frame_captions: str | None = None,
+        decode_threads: int = 1,
+        num_replicas: int | None = None,
+        rank: int | None = None,
+    ) -> None:
+        super().__init__()
+        train_sources = [n for n, v in (("train_manifest", train_manifest), ("frame_root", frame_root),
+                                        ("synthetic", synthetic)) if v is not None]
+        if len(train_sources) > 1:
+            raise ValueError(f"give one training source, got {len(train_sources)}: "
+                             f"{', '.join(train_sources)}")
+        val_sources = [n for n, v in (("val_manifest", val_manifest), ("val_frame_root", val_frame_root),
+                                      ("val_synthetic", val_synthetic)) if v is not None]
+        if len(val_sources) > 1:
+            raise ValueError(f"give at most one validation source, got {len(val_sources)}: "
+                             f"{', '.join(val_sources)}")
+        for name, value, low in (("batch_size", batch_size, 1), ("num_workers", num_workers, 0),
+                                 ("num_frames", num_frames, 1), ("resolution", resolution, 1),
+                                 ("seed", seed, 0), ("decode_threads", decode_threads, 1)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        normalize_stride(stride)
+        if (num_replicas is None) != (rank is None):
+            raise ValueError("give both num_replicas and rank, or neither")
+        if num_replicas is not None and (num_replicas < 1 or not 0 <= rank < num_replicas):
+            raise ValueError(f"rank must be in [0, num_replicas); got rank={rank}, "
+                             f"num_replicas={num_replicas}")
+        self.save_hyperparameters()
+        self.train_dataset: Dataset | None = None
+        self.val_dataset: Dataset | None = None
+
+    # -- datasets
+    def _clip_kwargs(self, train: bool) -> dict[str, Any]:
+        h = self.hparams
+        return dict(num_frames=h.num_frames, resolution=h.resolution, stride=h.stride,
+                    random_start=train, random_crop=train and h.random_crop, seed=h.seed)
+
+    def _build(self, manifest: str | None, frames: str | None, synthetic: dict | None,
+               train: bool) -> Dataset | None:
+        h = self.hparams
+        if manifest is not None:
+            return VideoClipDataset(manifest, decode_threads=h.decode_threads, **self._clip_kwargs(train))
+        if frames is not None:
+            return FrameFolderDataset(frames, captions=h.frame_captions, **self._clip_kwargs(train))
+        if synthetic is not None:
+            seed = h.seed if train else h.seed + 1
+            defaults = dict(num_frames=h.num_frames, resolution=h.resolution, seed=seed)
+            return _make_synthetic(dict(synthetic), defaults)
+        return None
+
+    def setup(self, stage: str | None = None) -> None:
+        """Load and validate the sources (every listed video must exist) before any step runs."""
+        h = self.hparams
+        if stage in (None, "fit") and self.train_dataset is None:
+            self.train_dataset = self._build(h.train_manifest, h.frame_root, h.synthetic, train=True)
+            if self.train_dataset is None:
+                raise ValueError("no training data: set train_manifest, frame_root or synthetic")
+        if stage in (None, "fit", "validate") and self.val_dataset is None:
+            self.val_dataset = self._build(h.val_manifest, h.val_frame_root, h.val_synthetic, train=False)
+            if stage == "validate" and self.val_dataset is None:
+                raise ValueError("no validation data: set val_manifest, val_frame_root or val_synthetic")
+
+    # -- loaders
+    def shard(self) -> tuple[int, int]:
+        """``(num_replicas, rank)``: explicit values, else the trainer's strategy, else (1, 0)."""
+        h = self.hparams
+        if h.num_replicas is not None:
+            return int(h.num_replicas), int(h.rank)
+        trainer = getattr(self, "trainer", None)
+        kwargs = getattr(trainer, "distributed_sampler_kwargs", None) if trainer is not None else None
+        if kwargs:
+            return int(kwargs["num_replicas"]), int(kwargs["rank"])
+        return 1, 0
+
+    def _loader(self, dataset: Dataset, train: bool) -> DataLoader:
+        h = self.hparams
+        replicas, rank = self.shard()
+        sampler = EpochShardSampler(dataset, num_replicas=replicas, rank=rank,
+                                    shuffle=train and h.shuffle, seed=h.seed,
+                                    with_epoch=None if train else False)
+        # Keep a short last batch when the shard is smaller than one batch, else drop it.
+        drop_last = train and sampler.num_samples >= h.batch_size
+        return DataLoader(
+            dataset,
+            batch_size=h.batch_size,
+            sampler=sampler,
+            num_workers=h.num_workers,
+            collate_fn=collate_clips,
+            pin_memory=torch.cuda.is_available(),
+            persistent_workers=h.num_workers > 0,
+            drop_last=drop_last,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        if self.train_dataset is None:
+            self.setup("fit")
+        return self._loader(self.train_dataset, train=True)
+
+    def val_dataloader(self) -> DataLoader | list:
+        """Validation loader: fixed centred clips (epoch 0), no shuffling; ``[]`` without a source."""
+        h = self.hparams
+        if self.val_dataset is None:
+            self.val_dataset = self._build(h.val_manifest, h.val_frame_root, h.val_synthetic, train=False)
+        if self.val_dataset is None:
+            return []
+        return self._loader(self.val_dataset, train=False)

@@ -1,0 +1,199 @@
+"""Isoluminant colour palettes for the synthetic benchmark.
+
+Every shape colour has the same CIELAB lightness (L = 60) and every background colour shares
+another one (L = 35), so a Lab-L grey video carries no information about which colour a
+shape has: only the caption does. Colours are specified as (L, chroma, hue angle) in CIELAB,
+then snapped to the 8-bit sRGB triple whose own L is closest to the target (within
+``SNAP_L_TOL``) so the rendered uint8 pixels, not just the float design values, are
+isoluminant. Conversions use :mod:`skimage.color` (the reference implementation ``lc4.color``
+is tested against).
+"""
+
+from __future__ import annotations
+
+import itertools
+import warnings
+from dataclasses import dataclass
+from typing import Iterator, Mapping, Sequence
+
+import numpy as np
+from skimage.color import lab2rgb, rgb2lab
+
+__all__ = [
+    "NamedColor",
+    "Palette",
+    "SHAPE_L",
+    "BACKGROUND_L",
+    "SHAPE_PALETTE",
+    "BACKGROUND_PALETTE",
+    "MAX_TEXTURE_AMPLITUDE",
+    "in_srgb_gamut",
+    "snap_to_uint8",
+]
+
+#: CIELAB lightness shared by all shape colours.
+SHAPE_L = 60.0
+#: CIELAB lightness shared by all background colours (far from SHAPE_L: shapes stay visible in grey).
+BACKGROUND_L = 35.0
+#: Largest luminance texture amplitude (L units) the background may carry; the background
+#: palette is checked to stay inside sRGB over BACKGROUND_L +/- this.
+MAX_TEXTURE_AMPLITUDE = 5.0
+#: Largest |L - target| accepted when snapping a design colour to 8-bit sRGB.
+SNAP_L_TOL = 0.1
+
+
+def _lab2rgb(lab: np.ndarray) -> np.ndarray:
+    with warnings.catch_warnings():  # skimage warns when it clips out-of-gamut values
+        warnings.simplefilter("ignore")
+        return lab2rgb(np.asarray(lab, dtype=np.float64))
+
+
+def in_srgb_gamut(lab: Sequence[float] | np.ndarray, tol: float = 1e-3) -> np.ndarray | bool:
+    """True where a CIELAB colour is inside the sRGB gamut (the sRGB round trip is lossless).
+
+    ``lab`` is ``(..., 3)``; the answer has the leading shape (a bool for one colour).
+    """
+    lab = np.asarray(lab, dtype=np.float64)
+    if lab.shape[-1:] != (3,):
+        raise ValueError(f"lab must have 3 values on its last axis, got shape {lab.shape}")
+    back = rgb2lab(_lab2rgb(lab.reshape(-1, 3))).reshape(lab.shape)
+    ok = np.abs(back - lab).max(axis=-1) <= tol
+    return bool(ok) if ok.ndim == 0 else ok
+
+
+def snap_to_uint8(lab: Sequence[float], l_tol: float = SNAP_L_TOL) -> tuple[int, int, int]:
+    """The 8-bit sRGB triple nearest to ``lab`` (in ΔE76) among those whose L is within ``l_tol``.
+
+    Searches the 5x5x5 neighbourhood of the rounded colour; raises ``ValueError`` when no
+    neighbour meets the lightness tolerance or the colour is out of gamut.
+    """
+    lab = np.asarray(lab, dtype=np.float64)
+    if not in_srgb_gamut(lab):
+        raise ValueError(f"colour Lab{tuple(np.round(lab, 2))} is outside the sRGB gamut")
+    base = np.round(_lab2rgb(lab[None])[0] * 255.0).astype(int)
+    offsets = np.array(list(itertools.product(range(-2, 3), repeat=3)))
+    cand = np.clip(base + offsets, 0, 255)
+    cand_lab = rgb2lab((cand / 255.0)[None])[0]
+    ok = np.abs(cand_lab[:, 0] - lab[0]) <= l_tol
+    if not ok.any():
+        raise ValueError(f"no 8-bit sRGB colour within L±{l_tol} of Lab{tuple(np.round(lab, 2))}")
+    d = np.linalg.norm(cand_lab - lab, axis=1)
+    d[~ok] = np.inf
+    r, g, b = cand[int(np.argmin(d))]
+    return int(r), int(g), int(b)
+
+
+@dataclass(frozen=True)
+class NamedColor:
+    """A palette colour: its caption word, its 8-bit sRGB value and the exact CIELAB of that value."""
+
+    name: str
+    rgb: tuple[int, int, int]
+    lab: tuple[float, float, float]
+
+    @classmethod
+    def from_lch(cls, name: str, L: float, chroma: float, hue_deg: float) -> "NamedColor":
+        """Design a colour in CIELAB polar form and snap it to 8-bit sRGB."""
+        h = np.deg2rad(hue_deg)
+        rgb = snap_to_uint8([L, chroma * np.cos(h), chroma * np.sin(h)])
+        lab = rgb2lab((np.array(rgb, dtype=np.float64) / 255.0)[None])[0]
+        return cls(name, rgb, (float(lab[0]), float(lab[1]), float(lab[2])))
+
+
+@dataclass(frozen=True)
+class Palette:
+    """An ordered set of uniquely named colours (the order is what seeds index into)."""
+
+    colors: tuple[NamedColor, ...]
+
+    def __post_init__(self) -> None:
+        names = [c.name for c in self.colors]
+        if len(names) < 1:
+            raise ValueError("a palette needs at least 1 colour, got 0")
+        if len(set(names)) != len(names):
+            raise ValueError(f"palette colour names must be unique, got {names}")
+
+    @classmethod
+    def from_mapping(cls, colors: Mapping[str, Sequence[float]]) -> "Palette":
+        """Build from ``{name: (L, a, b)}``; colours are snapped to 8-bit sRGB like the built-ins."""
+        out = []
+        for name, lab in colors.items():
+            rgb = snap_to_uint8(lab, l_tol=0.5)
+            exact = rgb2lab((np.array(rgb, dtype=np.float64) / 255.0)[None])[0]
+            out.append(NamedColor(name, rgb, tuple(float(v) for v in exact)))  # type: ignore[arg-type]
+        return cls(tuple(out))
+
+    def __len__(self) -> int:
+        return len(self.colors)
+
+    def __iter__(self) -> Iterator[NamedColor]:
+        return iter(self.colors)
+
+    def __getitem__(self, name: str) -> NamedColor:
+        for c in self.colors:
+            if c.name == name:
+                return c
+        raise KeyError(f"no colour named {name!r} in palette {self.names}")
+
+    def __contains__(self, name: object) -> bool:
+        return any(c.name == name for c in self.colors)
+
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self.colors]
+
+    @property
+    def lab(self) -> np.ndarray:
+        """``(n, 3)`` float64 CIELAB of the 8-bit colours, in palette order."""
+        return np.array([c.lab for c in self.colors], dtype=np.float64)
+
+    @property
+    def rgb(self) -> np.ndarray:
+        """``(n, 3)`` uint8 sRGB, in palette order."""
+        return np.array([c.rgb for c in self.colors], dtype=np.uint8)
+
+    def index(self, name: str) -> int:
+        """Position of ``name``; ``ValueError`` (listing the names) if absent."""
+        for i, c in enumerate(self.colors):
+            if c.name == name:
+                return i
+        raise ValueError(f"no colour named {name!r} in palette {self.names}")
+
+    def to_json(self) -> list[dict]:
+        """JSON-friendly list of ``{"name", "rgb", "lab"}`` records."""
+        return [{"name": c.name, "rgb": list(c.rgb), "lab": [round(v, 4) for v in c.lab]} for c in self.colors]
+
+
+# Hue angles are CIELAB h_ab in degrees; chroma is kept below the gamut limit at that L and hue
+# (cyan and blue are the narrowest: max chroma at L=60 is about 35 and 50).
+SHAPE_PALETTE = Palette(
+    tuple(
+        NamedColor.from_lch(name, SHAPE_L, chroma, hue)
+        for name, chroma, hue in [
+            ("red", 60.0, 35.0),
+            ("orange", 58.0, 65.0),
+            ("yellow", 55.0, 95.0),
+            ("green", 52.0, 140.0),
+            ("cyan", 30.0, 200.0),
+            ("blue", 45.0, 270.0),
+            ("purple", 55.0, 310.0),
+            ("pink", 58.0, 345.0),
+        ]
+    )
+)
+
+BACKGROUND_PALETTE = Palette(
+    tuple(
+        NamedColor.from_lch(name, BACKGROUND_L, chroma, hue)
+        for name, chroma, hue in [
+            ("maroon", 40.0, 25.0),
+            ("brown", 35.0, 65.0),
+            ("olive", 30.0, 100.0),
+            ("forest green", 32.0, 145.0),
+            ("teal", 16.0, 195.0),
+            ("navy", 28.0, 280.0),
+            ("plum", 35.0, 325.0),
+            ("charcoal", 0.0, 0.0),
+        ]
+    )
+)

@@ -1,0 +1,277 @@
+"""`LC4Model`: the container that holds every part of L-C4 and saves/loads them diffusers-style.
+
+On disk (`save_pretrained`) a model is a folder in the diffusers pipeline layout::
+
+    model_index.json   lc4_config.json
+    vae/  lum_encoder/  unet/  cmpf/  text_encoder/  tokenizer/  scheduler/
+
+each part in its library's own format (safetensors + config). Builders:
+
+* `from_config(LC4Config)` — random weights (tests, CPU experiments, training from scratch);
+* `from_sd15(folder_or_hub_id)` — a diffusers SD1.5 folder; new parts at their zero initialisation,
+  so the fresh model reproduces SD1.5;
+* `from_single_file(path)` — an original-layout SD1.5 checkpoint (`.safetensors`/`.ckpt`);
+* `from_pretrained(folder_or_hub_id)` — a saved L-C4 model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from diffusers import AutoencoderKL, UNet2DConditionModel
+from torch import nn
+from transformers import CLIPTextConfig, CLIPTextModel
+
+from .cmpf import CrossModalityPreFusion
+from .config import CMPFConfig, LC4Config, TemporalConfig
+from .luminance import LuminanceEncoder, LuminanceFeatures, inject_decoder_skips
+from .text import TextConditioning, encode_prompts
+from .unet import LC4UNet
+
+MODEL_INDEX = "model_index.json"
+CONFIG_NAME = "lc4_config.json"
+SD15_SUBFOLDERS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
+
+
+def _resolve_folder(name_or_path: str | os.PathLike, what: str, allow_patterns: Sequence[str] | None = None) -> Path:
+    """A local folder as is; otherwise a hub id fetched with huggingface_hub (clear error offline)."""
+    path = Path(name_or_path).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise ValueError(f"{what} must be a folder or a hub id, got the file {path}")
+        return path
+    if str(name_or_path).count("/") != 1 or str(name_or_path).startswith((".", "/", "~")):
+        raise FileNotFoundError(f"{what} not found: {name_or_path}")
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(str(name_or_path), allow_patterns=allow_patterns))
+    except Exception as exc:  # network, auth, offline mode
+        raise FileNotFoundError(
+            f"{what} {name_or_path!r} is neither a local folder nor downloadable from the hub ({type(exc).__name__})"
+        ) from None
+
+
+class LC4Model(nn.Module):
+    """All L-C4 parts: VAE, E^lum (+ decoder skips), UNet with TDA, CLIP text encoder, CMPF."""
+
+    def __init__(
+        self,
+        config: LC4Config,
+        vae: AutoencoderKL,
+        lum_encoder: LuminanceEncoder,
+        unet: LC4UNet,
+        text_encoder: CLIPTextModel,
+        tokenizer: Any,
+        cmpf: CrossModalityPreFusion | None,
+    ):
+        super().__init__()
+        self.config = config
+        self.vae, self.lum_encoder, self.unet = vae, lum_encoder, unet
+        self.text_encoder, self.cmpf = text_encoder, cmpf
+        self.tokenizer = tokenizer
+
+    # ----------------------------------------------------------------- builders
+    @staticmethod
+    def _new_parts(config: LC4Config, vae: AutoencoderKL, unet: UNet2DConditionModel, text_dim: int):
+        t: TemporalConfig = config.temporal
+        lum = LuminanceEncoder.from_vae(vae)
+        lc4_unet = LC4UNet.from_unet(
+            unet, temporal_module=t.kind, tda_alpha=t.alpha, tda_spatial_stride=t.spatial_stride,
+            tda_temporal_stride=t.temporal_stride, lum_channels=2 * vae.config.latent_channels,
+        )
+        c: CMPFConfig = config.cmpf
+        cmpf = None
+        if c.enabled:
+            cmpf = CrossModalityPreFusion(
+                text_dim=text_dim, lum_channels=vae.config.block_out_channels[-1], num_blocks=c.num_blocks,
+                heads=c.heads, ff_mult=c.ff_mult, spatial_stride=c.spatial_stride,
+                temporal_stride=c.temporal_stride, alpha=c.alpha, use_color_mask=c.use_color_mask,
+            )
+        return lum, lc4_unet, cmpf
+
+    @classmethod
+    def from_config(cls, config: LC4Config | None = None, seed: int | None = None) -> "LC4Model":
+        """Random weights from a config (the VAE-initialised E^lum still copies the random E)."""
+        from .tokenizer import load_clip_tokenizer
+
+        config = config or LC4Config.tiny()
+        config.validate()
+        if seed is not None:
+            torch.manual_seed(seed)
+        vae = AutoencoderKL(**config.vae)
+        unet = UNet2DConditionModel(**config.unet)
+        text_encoder = CLIPTextModel(CLIPTextConfig(**config.text))
+        tokenizer = load_clip_tokenizer(config.tokenizer)
+        lum, lc4_unet, cmpf = cls._new_parts(config, vae, unet, config.text["hidden_size"])
+        return cls(config, vae, lum, lc4_unet, text_encoder, tokenizer, cmpf)
+
+    @classmethod
+    def from_sd15(cls, name_or_path: str | os.PathLike, config: LC4Config | None = None,
+                  torch_dtype: torch.dtype | None = None) -> "LC4Model":
+        """New L-C4 around a diffusers SD1.5 folder (or hub id); new parts zero-initialised."""
+        from transformers import CLIPTokenizer
+
+        root = _resolve_folder(name_or_path, "SD1.5 model",
+                               allow_patterns=[f"{s}/*" for s in SD15_SUBFOLDERS] + [MODEL_INDEX])
+        missing = [s for s in SD15_SUBFOLDERS if not (root / s).is_dir()]
+        if missing:
+            raise FileNotFoundError(f"{root} is not a diffusers SD1.5 folder: missing {', '.join(missing)}/")
+        kw = {"torch_dtype": torch_dtype} if torch_dtype is not None else {}
+        vae = AutoencoderKL.from_pretrained(root, subfolder="vae", **kw)
+        unet = UNet2DConditionModel.from_pretrained(root, subfolder="unet", **kw)
+        text_encoder = CLIPTextModel.from_pretrained(root, subfolder="text_encoder", **kw)
+        tokenizer = CLIPTokenizer.from_pretrained(root, subfolder="tokenizer")
+        scheduler = json.loads((root / "scheduler" / "scheduler_config.json").read_text())
+        return cls._assemble(config, vae, unet, text_encoder, tokenizer, scheduler)
+
+    @classmethod
+    def from_single_file(cls, path: str | os.PathLike, config: LC4Config | None = None, *,
+                         tokenizer: str | None = None, trust_pickle: bool = False) -> "LC4Model":
+        """New L-C4 around an original-layout SD1.5 checkpoint (`.safetensors`, `.ckpt`), offline."""
+        from .single_file import load_sd15_single_file
+        from .tokenizer import load_clip_tokenizer
+
+        parts = load_sd15_single_file(path, trust_pickle=trust_pickle)
+        tok = load_clip_tokenizer(tokenizer)
+        return cls._assemble(config, parts.vae, parts.unet, parts.text_encoder, tok, dict(parts.scheduler_config))
+
+    @classmethod
+    def _assemble(cls, config, vae, unet, text_encoder, tokenizer, scheduler: dict) -> "LC4Model":
+        """Wrap loaded SD1.5 parts; the config's module choices apply, its sizes come from the parts."""
+        config = config or LC4Config.sd15()
+        config.vae, config.unet = dict(vae.config), dict(unet.config)
+        config.text = {k: v for k, v in text_encoder.config.to_dict().items() if k in LC4Config().text}
+        config.scheduler = {k: v for k, v in scheduler.items() if not k.startswith("_")}
+        config.validate()
+        lum, lc4_unet, cmpf = cls._new_parts(config, vae, unet, text_encoder.config.hidden_size)
+        if cmpf is not None:
+            cmpf.to(dtype=unet.dtype)
+        return cls(config, vae, lum, lc4_unet, text_encoder, tokenizer, cmpf)
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | os.PathLike, torch_dtype: torch.dtype | None = None) -> "LC4Model":
+        """Load a folder written by `save_pretrained` (or its hub id)."""
+        from transformers import CLIPTokenizer
+
+        root = _resolve_folder(name_or_path, "L-C4 model")
+        index = root / MODEL_INDEX
+        if not index.is_file() or json.loads(index.read_text()).get("_class_name") not in ("LC4Model", "LC4Pipeline"):
+            raise ValueError(f"{root} is not an L-C4 model folder (no {MODEL_INDEX} naming LC4Model)")
+        config = LC4Config.from_file(root / CONFIG_NAME)
+        kw = {"torch_dtype": torch_dtype} if torch_dtype is not None else {}
+        vae = AutoencoderKL.from_pretrained(root, subfolder="vae", **kw)
+        lum = LuminanceEncoder.from_pretrained(root, subfolder="lum_encoder", **kw)
+        unet = LC4UNet.from_pretrained(root, subfolder="unet", **kw)
+        text_encoder = CLIPTextModel.from_pretrained(root, subfolder="text_encoder", **kw)
+        tokenizer = CLIPTokenizer.from_pretrained(root, subfolder="tokenizer")
+        cmpf = CrossModalityPreFusion.from_pretrained(root, subfolder="cmpf", **kw) if (root / "cmpf").is_dir() else None
+        return cls(config, vae, lum, unet, text_encoder, tokenizer, cmpf)
+
+    def save_pretrained(self, path: str | os.PathLike) -> Path:
+        """Write every part (safetensors + config) into `path`, atomically (temp folder, then rename)."""
+        import shutil
+        import tempfile
+
+        final = Path(path)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+        try:
+            self.vae.save_pretrained(tmp / "vae")
+            self.lum_encoder.save_pretrained(tmp / "lum_encoder")
+            self.unet.save_pretrained(tmp / "unet")
+            if self.cmpf is not None:
+                self.cmpf.save_pretrained(tmp / "cmpf")
+            self.text_encoder.save_pretrained(tmp / "text_encoder", safe_serialization=True)
+            self.tokenizer.save_pretrained(tmp / "tokenizer")
+            (tmp / "scheduler").mkdir()
+            sched = {"_class_name": "DDIMScheduler", **self.config.scheduler}
+            (tmp / "scheduler" / "scheduler_config.json").write_text(json.dumps(sched, indent=2))
+            (tmp / CONFIG_NAME).write_text(json.dumps(self.config.to_dict(), indent=2))
+            index = {"_class_name": "LC4Model", "_lc4_version": _version(),
+                     "parts": ["vae", "lum_encoder", "unet", "cmpf", "text_encoder", "tokenizer", "scheduler"]}
+            (tmp / MODEL_INDEX).write_text(json.dumps(index, indent=2))
+            if final.exists():
+                backup = final.with_name(f".{final.name}.old")
+                shutil.rmtree(backup, ignore_errors=True)
+                final.rename(backup)
+                tmp.rename(final)
+                shutil.rmtree(backup, ignore_errors=True)
+            else:
+                tmp.rename(final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return final
+
+    # --------------------------------------------------------------- operations
+    @property
+    def vae_scale_factor(self) -> int:
+        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    def encode_prompt(self, prompts: Sequence[str]) -> TextConditioning:
+        """CLIP embeddings y_0 and colour-word masks for `prompts`."""
+        return encode_prompts(self.text_encoder, self.tokenizer, prompts)
+
+    def encode_luminance(self, grey: torch.Tensor) -> LuminanceFeatures:
+        """E^lum features of `(b f) 3 h w` grey frames in [-1, 1]."""
+        return self.lum_encoder(grey.to(self.lum_encoder.dtype))
+
+    def encode_frames(self, rgb: torch.Tensor, generator: torch.Generator | None = None,
+                      sample: bool = True) -> torch.Tensor:
+        """Scaled VAE latents of `(b f) 3 h w` colour frames in [-1, 1]."""
+        dist = self.vae.encode(rgb.to(self.vae.dtype)).latent_dist
+        z = dist.sample(generator) if sample else dist.mode()
+        return z * self.vae.config.scaling_factor
+
+    def fuse_text(self, text: TextConditioning, lum: LuminanceFeatures, num_frames: int) -> torch.Tensor:
+        """y^tex per clip (b, 77, d): CMPF over the clip's luminance, or plain CLIP without CMPF."""
+        if self.cmpf is None:
+            return text.embeddings
+        prompt = self.cmpf.visual_prompt(lum.latent_features.to(self.cmpf.dtype), num_frames)
+        return self.cmpf(text.embeddings.to(self.cmpf.dtype), prompt, text.color_mask)
+
+    def predict_noise(self, noisy: torch.Tensor, timestep: torch.Tensor, text_embeddings: torch.Tensor,
+                      lum: LuminanceFeatures, num_frames: int) -> torch.Tensor:
+        """ε̂ for `(b f) c h w` latents; `text_embeddings` is per clip (b, 77, d)."""
+        cond = text_embeddings.repeat_interleave(num_frames, dim=0).to(self.unet.dtype)
+        return self.unet(noisy.to(self.unet.dtype), timestep, cond, num_frames=num_frames,
+                         lum_moments=lum.moments)
+
+    def decode(self, latents: torch.Tensor, lum: LuminanceFeatures, chunk_size: int | None = None) -> torch.Tensor:
+        """RGB in [-1, 1] from scaled latents, with E^lum's skips added at every decoder scale."""
+        chunk_size = chunk_size or latents.shape[0]
+        out = []
+        for start in range(0, latents.shape[0], chunk_size):
+            sl = slice(start, start + chunk_size)
+            z = latents[sl].to(self.vae.dtype) / self.vae.config.scaling_factor
+            with inject_decoder_skips(self.vae.decoder, lum.select(sl).skips):
+                out.append(self.vae.decode(z).sample)
+        return torch.cat(out)
+
+    def parameter_counts(self) -> dict[str, int]:
+        """Parameters per part, the new L-C4 parts separately (for logs and docs)."""
+        count = lambda m: sum(p.numel() for p in m.parameters()) if m is not None else 0  # noqa: E731
+        return {
+            "vae": count(self.vae),
+            "lum_encoder": count(self.lum_encoder.encoder),
+            "decoder_skips": count(self.lum_encoder.skip_convs),
+            "unet_sd15": count(self.unet.unet),
+            "temporal_layers": count(self.unet.temporal_layers),
+            "lum_injection": count(self.unet.lum_injection),
+            "text_encoder": count(self.text_encoder),
+            "cmpf": count(self.cmpf),
+        }
+
+
+def _version() -> str:
+    from .. import __version__
+
+    return __version__
+
+
+__all__ = ["LC4Model"]

@@ -1,0 +1,212 @@
+"""Temporally Deformable Attention (L-C4 §3.2, eqs. 1–3) and the temporal modules of the ablations.
+
+Every temporal module maps the hidden states of a clip, folded as `(b f) (h w) c`, to a residual
+update of the same shape, and starts at zero (zero-initialised output projection), so a UNet that
+carries them reproduces the image model exactly until training moves them.
+
+* `TemporalDeformableAttention` — the paper's module: reference grid → offsets → trilinear
+  sampling → every position attends over the sampled points.
+* `FixedTemporalAttention` — "w/o TDA": attention along time at fixed spatial locations
+  (AnimateDiff-style), with sinusoidal frame positions.
+* `TemporalConv3d` — Table 4's "3D convolution" variant.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+from .attention import attend, zero_module
+
+TEMPORAL_KINDS = ("tda", "temporal_attention", "conv3d", "none")
+
+
+@dataclass(frozen=True)
+class ClipGeometry:
+    """How the folded batch `(b f) (h w) c` unfolds: frames per clip and the feature-map size."""
+
+    num_frames: int
+    height: int
+    width: int
+
+
+def _odd_kernel(stride: int) -> tuple[int, int]:
+    """Kernel and padding so a strided conv yields ceil(n / stride) outputs for any n."""
+    return 2 * (stride // 2) + 1, stride // 2
+
+
+def reference_positions(size: int, stride: int, device=None, dtype=torch.float32) -> torch.Tensor:
+    """Uniform grid of ceil(size/stride) points over [0, size-1], at the centres of the strided cells."""
+    count = math.ceil(size / stride)
+    idx = torch.arange(count, device=device, dtype=dtype)
+    return (idx + 0.5) * (size / count) - 0.5
+
+
+def trilinear_sample(x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """Eq. 2: sample `x` (b, c, F, H, W) at `positions` (b, f, h, w, 3) given as (x, y, t) in cells.
+
+    Positions are in feature-cell / frame units (index space); locations outside the clip read zeros,
+    exactly g(a, b) = max(0, 1 − |a − b|) weighting with h = 0 outside. Returns (b, c, f, h, w).
+    """
+    frames, height, width = x.shape[-3:]
+    sizes = positions.new_tensor([width, height, frames])
+    grid = (2 * positions + 1) / sizes - 1  # index → normalised, align_corners=False convention
+    return F.grid_sample(x, grid.to(x.dtype), mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+class DeformableSampler(nn.Module):
+    """Steps 1–3 of TDA: reference points, offsets Δp = tanh(δ_offset(h W_o)), sampling at p + αΔp.
+
+    Input (b, c, F, H, W); output the sampled context (b, c, F', H', W') on the compressed grid
+    F' = ⌈F / N^rt⌉, H' = ⌈H / N^rs⌉, W' = ⌈W / N^rs⌉. The offset head starts at zero, so sampling
+    starts exactly on the reference grid.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        spatial_stride: int = 2,
+        temporal_stride: int = 2,
+        alpha: float = 4.0,
+        offset_dim: int | None = None,
+    ):
+        super().__init__()
+        offset_dim = offset_dim or max(8, dim // 4)
+        self.spatial_stride, self.temporal_stride, self.alpha = spatial_stride, temporal_stride, alpha
+        kt, pt = _odd_kernel(temporal_stride)
+        ks, ps = _odd_kernel(spatial_stride)
+        self.project = nn.Conv3d(dim, offset_dim, 1)  # W_o
+        self.offset_net = nn.Sequential(  # δ_offset: depthwise strided 3D conv, then a pointwise head
+            nn.Conv3d(offset_dim, offset_dim, (kt, ks, ks), (temporal_stride, spatial_stride, spatial_stride),
+                      (pt, ps, ps), groups=offset_dim),
+            nn.GELU(),
+            zero_module(nn.Conv3d(offset_dim, 3, 1)),
+        )
+
+    def reference_grid(self, frames: int, height: int, width: int, device=None) -> torch.Tensor:
+        """(F', H', W', 3) reference points p as (x, y, t) in cell units."""
+        t = reference_positions(frames, self.temporal_stride, device)
+        y = reference_positions(height, self.spatial_stride, device)
+        x = reference_positions(width, self.spatial_stride, device)
+        tt, yy, xx = torch.meshgrid(t, y, x, indexing="ij")
+        return torch.stack([xx, yy, tt], dim=-1)
+
+    def offsets(self, x: torch.Tensor) -> torch.Tensor:
+        """α·Δp as (b, F', H', W', 3) in cell units, channels ordered (x, y, t)."""
+        raw = self.offset_net(self.project(x)).float()
+        return self.alpha * rearrange(torch.tanh(raw), "b c f h w -> b f h w c")
+
+    def forward(self, x: torch.Tensor, offsets: torch.Tensor | None = None) -> torch.Tensor:
+        """Sample `x` at p + αΔp; `offsets` (b, F', H', W', 3) overrides the predicted ones (tests)."""
+        frames, height, width = x.shape[-3:]
+        ref = self.reference_grid(frames, height, width, x.device)
+        offsets = self.offsets(x) if offsets is None else offsets
+        return trilinear_sample(x, ref + offsets)
+
+
+class TemporalDeformableAttention(nn.Module):
+    """TDA: every position of the clip queries the deformably sampled, compressed clip (eqs. 1–3)."""
+
+    def __init__(
+        self,
+        dim: int,
+        heads: int = 8,
+        dim_head: int | None = None,
+        spatial_stride: int = 2,
+        temporal_stride: int = 2,
+        alpha: float = 4.0,
+    ):
+        super().__init__()
+        dim_head = dim_head or dim // heads
+        inner = heads * dim_head
+        self.heads = heads
+        self.norm = nn.LayerNorm(dim)
+        self.sampler = DeformableSampler(dim, spatial_stride, temporal_stride, alpha)
+        self.to_q = nn.Linear(dim, inner, bias=False)
+        self.to_k = nn.Linear(dim, inner, bias=False)
+        self.to_v = nn.Linear(dim, inner, bias=False)
+        self.to_out = zero_module(nn.Linear(inner, dim))  # W_h, zero: starts as identity residual
+
+    def forward(self, hidden: torch.Tensor, geometry: ClipGeometry) -> torch.Tensor:
+        f, h = geometry.num_frames, geometry.height
+        x = self.norm(hidden)
+        clip = rearrange(x, "(b f) (h w) c -> b c f h w", f=f, h=h)
+        context = rearrange(self.sampler(clip), "b c f h w -> b (f h w) c")
+        queries = rearrange(x, "(b f) n c -> b (f n) c", f=f)
+        out = attend(self.to_q(queries), self.to_k(context), self.to_v(context), self.heads)
+        return rearrange(self.to_out(out), "b (f n) c -> (b f) n c", f=f)
+
+
+def sinusoidal_positions(length: int, dim: int, device=None) -> torch.Tensor:
+    """(length, dim) sinusoidal frame-position encoding."""
+    pos = torch.arange(length, device=device, dtype=torch.float32)[:, None]
+    freq = torch.exp(torch.arange(0, dim, 2, device=device, dtype=torch.float32) * (-math.log(10000.0) / dim))
+    enc = torch.zeros(length, dim, device=device)
+    enc[:, 0::2] = torch.sin(pos * freq)
+    enc[:, 1::2] = torch.cos(pos * freq[: dim // 2])
+    return enc
+
+
+class FixedTemporalAttention(nn.Module):
+    """"W/o TDA" ablation: each spatial location attends over the same location in all frames."""
+
+    def __init__(self, dim: int, heads: int = 8, dim_head: int | None = None, **_: object):
+        super().__init__()
+        dim_head = dim_head or dim // heads
+        inner = heads * dim_head
+        self.heads = heads
+        self.norm = nn.LayerNorm(dim)
+        self.to_q = nn.Linear(dim, inner, bias=False)
+        self.to_k = nn.Linear(dim, inner, bias=False)
+        self.to_v = nn.Linear(dim, inner, bias=False)
+        self.to_out = zero_module(nn.Linear(inner, dim))
+
+    def forward(self, hidden: torch.Tensor, geometry: ClipGeometry) -> torch.Tensor:
+        f = geometry.num_frames
+        x = self.norm(hidden)
+        x = rearrange(x, "(b f) n c -> (b n) f c", f=f)
+        x = x + sinusoidal_positions(f, x.shape[-1], x.device).to(x.dtype)
+        out = self.to_out(attend(self.to_q(x), self.to_k(x), self.to_v(x), self.heads))
+        return rearrange(out, "(b n) f c -> (b f) n c", n=hidden.shape[1])
+
+
+class TemporalConv3d(nn.Module):
+    """Table 4's "3D convolution" variant: a bottlenecked 3×3×3 conv over the clip."""
+
+    def __init__(self, dim: int, bottleneck: int = 4, **_: object):
+        super().__init__()
+        hidden = max(8, dim // bottleneck)
+        self.norm = nn.LayerNorm(dim)
+        self.conv = nn.Sequential(
+            nn.Conv3d(dim, hidden, 1),
+            nn.SiLU(),
+            nn.Conv3d(hidden, hidden, 3, padding=1),
+            nn.SiLU(),
+            zero_module(nn.Conv3d(hidden, dim, 1)),
+        )
+
+    def forward(self, hidden: torch.Tensor, geometry: ClipGeometry) -> torch.Tensor:
+        f, h = geometry.num_frames, geometry.height
+        clip = rearrange(self.norm(hidden), "(b f) (h w) c -> b c f h w", f=f, h=h)
+        return rearrange(self.conv(clip), "b c f h w -> (b f) (h w) c")
+
+
+def make_temporal_module(kind: str, dim: int, heads: int, dim_head: int, **options: object) -> nn.Module:
+    """Build the temporal module named by config: `tda`, `temporal_attention` or `conv3d`."""
+    if kind == "tda":
+        return TemporalDeformableAttention(dim, heads, dim_head, **options)
+    if kind == "temporal_attention":
+        return FixedTemporalAttention(dim, heads, dim_head)
+    if kind == "conv3d":
+        return TemporalConv3d(dim)
+    raise ValueError(f"unknown temporal module {kind!r}; choose one of {', '.join(TEMPORAL_KINDS)}")
+
+
+TemporalFuser = Callable[[torch.Tensor, ClipGeometry], torch.Tensor]
+"""Cross-clip fusion hook: takes a temporal module's output `(b f) n c` and returns it fused."""

@@ -1,0 +1,145 @@
+"""The SD1.5 UNet with a temporal module in every transformer block, and the lum → latent injection.
+
+The diffusers `UNet2DConditionModel` is kept intact (`self.unet`, same parameter names as SD1.5);
+the temporal modules live in `self.temporal_layers` and are attached with two forward hooks per
+transformer block: one on `norm1` remembers the block's input h, one on `attn1` turns the
+self-attention output a into a + T(h + a). The block then adds h, so its stream becomes
+h' = h + a followed by h' + T(h') — TDA after spatial self-attention, before cross-attention —
+without copying any diffusers code. Frames are folded into the batch: `(b f) c h w`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Iterator
+
+import torch
+from diffusers import ConfigMixin, ModelMixin, UNet2DConditionModel
+from diffusers.configuration_utils import register_to_config
+from diffusers.models.attention import BasicTransformerBlock
+from torch import nn
+
+from .attention import zero_module
+from .tda import TEMPORAL_KINDS, ClipGeometry, TemporalFuser, make_temporal_module
+
+
+def _level_sizes(height: int, width: int, levels: int = 8) -> list[tuple[int, int]]:
+    """Feature-map sizes of a UNet whose downsamplers are stride-2, padding-1 convs."""
+    sizes = [(height, width)]
+    for _ in range(levels):
+        height, width = (height + 1) // 2, (width + 1) // 2
+        sizes.append((height, width))
+    return sizes
+
+
+class LC4UNet(ModelMixin, ConfigMixin):
+    """SD1.5 UNet + one temporal module per transformer block + zero-initialised lum injection."""
+
+    _supports_gradient_checkpointing = True
+
+    @register_to_config
+    def __init__(
+        self,
+        unet_config: dict[str, Any],
+        temporal_module: str = "tda",
+        tda_alpha: float = 4.0,
+        tda_spatial_stride: int = 2,
+        tda_temporal_stride: int = 2,
+        lum_channels: int = 8,
+    ):
+        super().__init__()
+        if temporal_module not in TEMPORAL_KINDS:
+            raise ValueError(f"unknown temporal_module {temporal_module!r}; choose one of {', '.join(TEMPORAL_KINDS)}")
+        self.unet = UNet2DConditionModel(**{k: v for k, v in unet_config.items() if not k.startswith("_")})
+        latent = self.unet.config.in_channels
+        self.lum_injection = zero_module(nn.Conv2d(lum_channels, latent, 3, padding=1))
+        self._geometry: tuple[int, int, int] | None = None  # (frames, latent height, latent width)
+        self._fuser: TemporalFuser | None = None
+        self.temporal_layers = nn.ModuleList()
+        if temporal_module != "none":
+            for block in self.transformer_blocks():
+                attn = block.attn1
+                dim_head = attn.inner_dim // attn.heads
+                layer = make_temporal_module(
+                    temporal_module, attn.query_dim, attn.heads, dim_head,
+                    alpha=tda_alpha, spatial_stride=tda_spatial_stride, temporal_stride=tda_temporal_stride,
+                )
+                self.temporal_layers.append(layer)
+                self._attach(block, layer)
+
+    def transformer_blocks(self) -> list[BasicTransformerBlock]:
+        """Every transformer block of the UNet, in execution order of definition."""
+        return [m for m in self.unet.modules() if isinstance(m, BasicTransformerBlock)]
+
+    def _attach(self, block: BasicTransformerBlock, layer: nn.Module) -> None:
+        state: dict[str, torch.Tensor] = {}
+
+        def remember_input(_module, args):
+            state["h"] = args[0]
+
+        def add_temporal(_module, _args, attn_out):
+            h = state.pop("h")
+            if h.ndim == 4:  # diffusers squeezes (b, 1, n, c) after attn1; mirror it
+                h = h.squeeze(1)
+            geometry = self.clip_geometry(attn_out.shape[1])
+            update = layer(h + attn_out, geometry)
+            if self._fuser is not None:
+                update = self._fuser(update, geometry)
+            return attn_out + update
+
+        block.norm1.register_forward_pre_hook(remember_input)
+        block.attn1.register_forward_hook(add_temporal)
+
+    def clip_geometry(self, tokens: int) -> ClipGeometry:
+        """Unfold `tokens` = h·w for the current forward: which UNet level has that many cells."""
+        if self._geometry is None:
+            raise RuntimeError("LC4UNet temporal layers need num_frames: call LC4UNet.forward, not .unet")
+        frames, height, width = self._geometry
+        for h, w in _level_sizes(height, width):
+            if h * w == tokens:
+                return ClipGeometry(frames, h, w)
+        raise ValueError(f"cannot place {tokens} tokens on a latent of {height}x{width}")
+
+    @contextlib.contextmanager
+    def temporal_fusion(self, fuser: TemporalFuser | None) -> Iterator[None]:
+        """Within the block, every temporal module's output passes through `fuser` (exact CCF)."""
+        previous, self._fuser = self._fuser, fuser
+        try:
+            yield
+        finally:
+            self._fuser = previous
+
+    def forward(
+        self,
+        sample: torch.Tensor,
+        timestep: torch.Tensor | float | int,
+        encoder_hidden_states: torch.Tensor,
+        *,
+        num_frames: int,
+        lum_moments: torch.Tensor | None = None,
+        **unet_kwargs: Any,
+    ) -> torch.Tensor:
+        """Predict noise for `(b f) c h w` latents; `lum_moments` are E^lum's `(b f) 2c h w` outputs."""
+        if sample.shape[0] % num_frames:
+            raise ValueError(f"batch of {sample.shape[0]} frames is not a multiple of num_frames={num_frames}")
+        if lum_moments is not None:
+            sample = sample + self.lum_injection(lum_moments.to(sample.dtype))
+        # kept after the call: gradient checkpointing re-runs the blocks during backward
+        self._geometry = (num_frames, sample.shape[-2], sample.shape[-1])
+        return self.unet(sample, timestep, encoder_hidden_states, return_dict=False, **unet_kwargs)[0]
+
+    def _set_gradient_checkpointing(self, enable: bool = True, gradient_checkpointing_func=None) -> None:
+        self.unet.enable_gradient_checkpointing() if enable else self.unet.disable_gradient_checkpointing()
+
+    def enable_gradient_checkpointing(self, *args: Any, **kwargs: Any) -> None:
+        self.unet.enable_gradient_checkpointing()
+
+    def disable_gradient_checkpointing(self) -> None:
+        self.unet.disable_gradient_checkpointing()
+
+    @classmethod
+    def from_unet(cls, unet: UNet2DConditionModel, **temporal_config: Any) -> "LC4UNet":
+        """Wrap a loaded SD1.5 UNet: same weights, new parts at their (zero) initialisation."""
+        model = cls(unet_config=dict(unet.config), **temporal_config)
+        model.unet.load_state_dict(unet.state_dict())
+        return model if model.dtype == unet.dtype else model.to(dtype=unet.dtype)

@@ -84,7 +84,10 @@ def collate_clips(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 def _make_synthetic(kwargs: dict[str, Any], defaults: dict[str, Any]) -> Dataset:
     """Build the synthetic set; shared settings are filled in where its signature takes them."""
-    from lc4.data.synthetic import SyntheticVideoDataset  # lazy: optional, heavier module
+    try:  # lazy: only runs that ask for synthetic data import it
+        from lc4.data.synthetic import SyntheticVideoDataset
+    except ImportError as exc:
+        raise ImportError(f"synthetic data needs lc4.data.synthetic.SyntheticVideoDataset: {exc}") from exc
 
     params = inspect.signature(SyntheticVideoDataset).parameters
     filled = {k: v for k, v in defaults.items() if k in params and k not in kwargs}

@@ -9,6 +9,7 @@ of :func:`read_frames`, :func:`iter_frames` and :func:`lc4.io.probe` agree.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
@@ -29,6 +30,7 @@ def _iter_video(p: Path) -> Iterator[np.ndarray]:
     with open_video(p) as container:
         stream = video_stream(container, p)
         stream.thread_type = "AUTO"
+        claimed = int(stream.frames or 0)
         first_shape: tuple[int, ...] | None = None
         index = 0
         try:
@@ -50,6 +52,8 @@ def _iter_video(p: Path) -> Iterator[np.ndarray]:
             raise ValueError(f"{p}: cannot decode video at frame {index} ({_short(e)})") from None
     if index == 0:
         raise ValueError(f"{p}: video has no frames")
+    if claimed and index < claimed:
+        warnings.warn(f"{p}: decoded {index} frames, but the container claims {claimed} (truncated file?)", stacklevel=2)
 
 
 def _iter_files(files: Sequence[Path]) -> Iterator[np.ndarray]:

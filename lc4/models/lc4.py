@@ -253,6 +253,15 @@ class LC4Model(nn.Module):
                 out.append(self.vae.decode(z).sample)
         return torch.cat(out)
 
+    def noise_scheduler(self, name: str = "DDPMScheduler"):
+        """A diffusers scheduler of class `name` with this model's training noise schedule."""
+        import diffusers
+
+        cls = getattr(diffusers, name, None)
+        if cls is None or not name.endswith("Scheduler"):
+            raise ValueError(f"unknown scheduler {name!r}: use a diffusers scheduler class name such as DDIMScheduler")
+        return cls.from_config(self.config.scheduler)
+
     def parameter_counts(self) -> dict[str, int]:
         """Parameters per part, the new L-C4 parts separately (for logs and docs)."""
         count = lambda m: sum(p.numel() for p in m.parameters()) if m is not None else 0  # noqa: E731

@@ -22,13 +22,17 @@ import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
 
 from lc4.models.ldm_export import LDM_TEXT_PREFIX, LDM_UNET_PREFIX, LDM_VAE_PREFIX
 from lc4.models.sd15 import config as sd15_config
+
+if TYPE_CHECKING:
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextModel
 
 logger = logging.getLogger(__name__)
 
@@ -46,9 +50,9 @@ class UntrustedCheckpointError(ValueError):
 class SD15Components:
     """The pretrained SD1.5 parts L-C4 is built around, loaded from one checkpoint file."""
 
-    unet: Any  # diffusers.UNet2DConditionModel
-    vae: Any  # diffusers.AutoencoderKL
-    text_encoder: Any  # transformers.CLIPTextModel
+    unet: UNet2DConditionModel
+    vae: AutoencoderKL
+    text_encoder: CLIPTextModel
     scheduler_config: dict[str, Any] = field(default_factory=lambda: sd15_config("sd15_scheduler"))
 
 
@@ -82,11 +86,17 @@ def _read_safetensors(path: Path) -> dict[str, Tensor]:
 
 
 def _unpickling_detail(message: str) -> str:
-    """The useful line of torch's weights-only refusal (which global was refused)."""
-    for line in message.splitlines():
-        if "WeightsUnpickler error:" in line:
-            return line.split("WeightsUnpickler error:", 1)[1].strip().split(". Please use")[0]
-    return message.splitlines()[0] if message else "unknown reason"
+    """The useful line of torch's weights-only refusal (e.g. which global was refused)."""
+    _, marker, tail = message.partition("WeightsUnpickler error:")
+    for line in (tail if marker else message).splitlines():
+        if line.strip():
+            return line.strip().split(". Please use")[0]
+    return "unknown reason"
+
+
+def _needs_full_unpickling(detail: str) -> bool:
+    """Whether a weights-only refusal is about Python objects (globals), not a damaged file."""
+    return "GLOBAL" in detail or "allowlisted" in detail or "add_safe_globals" in detail
 
 
 def _read_pickle(path: Path, *, trust_pickle: bool) -> Any:
@@ -94,14 +104,14 @@ def _read_pickle(path: Path, *, trust_pickle: bool) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as err:
-        if "Weights only load failed" not in str(err):
-            raise ValueError(f"{path.name} is not a readable PyTorch checkpoint: {err}") from err
+        detail = _unpickling_detail(str(err))
         if not trust_pickle:
-            detail = _unpickling_detail(str(err))
-            raise UntrustedCheckpointError(
-                f"{path.name} contains Python objects beyond tensors and needs full unpickling, "
-                f"which can run arbitrary code ({detail}); prefer a .safetensors file, or {TRUST_HINT}"
-            ) from None
+            if _needs_full_unpickling(detail):
+                raise UntrustedCheckpointError(
+                    f"{path.name} contains Python objects beyond tensors and needs full unpickling, "
+                    f"which can run arbitrary code ({detail}); prefer a .safetensors file, or {TRUST_HINT}"
+                ) from None
+            raise ValueError(f"{path.name} is not a readable PyTorch checkpoint (weights-only load: {detail})") from None
     except (RuntimeError, EOFError, KeyError, OSError) as err:
         raise ValueError(f"{path.name} is not a readable PyTorch checkpoint: {type(err).__name__}: {err}") from err
     logger.warning("fully unpickling trusted checkpoint %s", path)
@@ -112,6 +122,8 @@ def _read_pickle(path: Path, *, trust_pickle: bool) -> Any:
             f"{path.name} refers to Python code that is not installed here ({err}); "
             f"re-save its state_dict as .safetensors where that code exists"
         ) from err
+    except (pickle.UnpicklingError, RuntimeError, EOFError, KeyError, OSError) as err:
+        raise ValueError(f"{path.name} is not a readable PyTorch checkpoint: {type(err).__name__}: {err}") from err
 
 
 def _unwrap_state_dict(obj: Any, name: str) -> dict[str, Tensor]:

@@ -25,7 +25,7 @@ import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Callable, Literal, Sequence
 
 import transformers
 
@@ -39,7 +39,7 @@ OPEN_CLIP_BPE_FILE = "bpe_simple_vocab_16e6.txt.gz"
 
 # A hub id is "name" or "owner/name"; anything else is treated as a local path.
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
-_TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "tokenizer_config.json")
+_TOKENIZER_FILES = ("tokenizer.json", "vocab.json")
 
 
 # --------------------------------------------------------------------------------------------
@@ -52,6 +52,7 @@ def bytes_to_unicode() -> dict[int, str]:
 
     Printable Latin-1 bytes map to themselves; the 68 others (controls, space, soft hyphen…) are
     moved, in byte order, to code points 256, 257, … so that BPE never sees whitespace.
+    Insertion order (printable bytes first, then the moved ones) is CLIP's vocabulary order.
     """
     printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1),
                  *range(ord("®"), ord("ÿ") + 1)]
@@ -59,7 +60,7 @@ def bytes_to_unicode() -> dict[int, str]:
     shifted = (b for b in range(256) if b not in table)
     for offset, byte in enumerate(shifted):
         table[byte] = chr(256 + offset)
-    return dict(sorted(table.items()))
+    return table
 
 
 def find_open_clip_bpe() -> Path | None:
@@ -131,6 +132,14 @@ def _is_tokenizer_folder(folder: Path) -> bool:
     return any((folder / name).is_file() for name in _TOKENIZER_FILES)
 
 
+def _checked(tokenizer: transformers.CLIPTokenizer, source: str) -> transformers.CLIPTokenizer:
+    """Reject the near-empty tokenizer transformers 5 returns when no vocabulary file was found."""
+    if len(tokenizer) < CLIP_VOCAB_SIZE or tokenizer.eos_token_id is None:
+        raise FileNotFoundError(f"no CLIP vocabulary at {source!r}: the loaded tokenizer has "
+                                f"{len(tokenizer)} tokens, a CLIP one has {CLIP_VOCAB_SIZE}")
+    return tokenizer
+
+
 def _load_pretrained(path: str, max_length: int) -> transformers.CLIPTokenizer:
     local = Path(path).expanduser()
     if local.exists() or not _HUB_ID.match(path):
@@ -142,17 +151,20 @@ def _load_pretrained(path: str, max_length: int) -> transformers.CLIPTokenizer:
             folder = local / "tokenizer"
         else:
             raise FileNotFoundError(
-                f"{path!r} holds no tokenizer: expected one of {', '.join(_TOKENIZER_FILES)} "
+                f"{path!r} holds no tokenizer: expected {' or '.join(_TOKENIZER_FILES)} "
                 f"in it or in its 'tokenizer/' subfolder"
             )
-        return transformers.CLIPTokenizer.from_pretrained(str(folder), model_max_length=max_length)
+        loaded = transformers.CLIPTokenizer.from_pretrained(str(folder),
+                                                            model_max_length=max_length)
+        return _checked(loaded, str(folder))
     errors = []
     for subfolder in ("", "tokenizer"):  # a tokenizer repo, or an SD1.5 pipeline repo
         try:
-            return transformers.CLIPTokenizer.from_pretrained(
+            loaded = transformers.CLIPTokenizer.from_pretrained(
                 path, subfolder=subfolder, model_max_length=max_length)
-        except (OSError, ValueError) as error:
-            errors.append(f"{type(error).__name__}: {str(error).splitlines()[0][:200]}")
+            return _checked(loaded, f"{path}/{subfolder}".rstrip("/"))
+        except (OSError, ValueError) as error:  # FileNotFoundError is an OSError
+            errors.append(str(error).splitlines()[0][:200])
     raise FileNotFoundError(f"could not load a CLIP tokenizer for hub id {path!r} "
                             f"(offline, or no tokenizer there): {'; '.join(errors)}")
 
@@ -197,6 +209,7 @@ PieceKind = Literal["letters", "number", "symbols", "contraction", "special"]
 _WHITE_SPACE = frozenset("\t\n\v\f\r \x85\xa0\u1680\u2028\u2029\u202f\u205f\u3000"
                          + "".join(chr(c) for c in range(0x2000, 0x200B)))
 _CONTRACTIONS = ("'s", "'t", "'re", "'ve", "'m", "'ll", "'d")
+_PATTERN_SPECIALS = (BOS_TOKEN, EOS_TOKEN)
 
 
 @dataclass(frozen=True)
@@ -225,7 +238,8 @@ def normalize_prompt(text: str) -> str:
     text = unicodedata.normalize("NFC", text)
     text = "".join(" " if ch in _WHITE_SPACE else ch for ch in text)
     text = re.sub(" +", " ", text)
-    return text.lower()
+    # Per character: the tokenizer's Lowercase has no context rules (final sigma stays σ).
+    return "".join(ch.lower() for ch in text)
 
 
 def _char_class(ch: str) -> str:
@@ -238,11 +252,12 @@ def _char_class(ch: str) -> str:
 def clip_pretokenize(text: str, offset: int = 0) -> list[Piece]:
     """Split already-normalized text into CLIP pre-tokens.
 
-    Mirrors CLIP's pattern ``'s|'t|'re|'ve|'m|'ll|'d|[\\p{L}]+|[\\p{N}]|[^\\s\\p{L}\\p{N}]+``
-    (alternatives tried in that order, leftmost first; whitespace dropped). The pattern's
-    literal ``<|startoftext|>``/``<|endoftext|>`` alternatives are left out because the
-    Hugging Face tokenizer re-splits such a match at byte level; literal special tokens are
-    handled before normalization by :func:`prompt_pieces` instead.
+    Mirrors CLIP's pattern ``<\\|startoftext\\|>|<\\|endoftext\\|>|'s|'t|'re|'ve|'m|'ll|'d|``
+    ``[\\p{L}]+|[\\p{N}]|[^\\s\\p{L}\\p{N}]+`` (alternatives tried in that order, leftmost
+    first; whitespace dropped). As in the Hugging Face tokenizer, whose byte-level step re-splits
+    with GPT-2's pattern, a special-token match becomes three pieces ``<|``, ``endoftext``,
+    ``|>``; special tokens typed verbatim are split out before normalization by
+    :func:`prompt_pieces`.
     """
     pieces: list[Piece] = []
     i, n = 0, len(text)
@@ -251,6 +266,14 @@ def clip_pretokenize(text: str, offset: int = 0) -> list[Piece]:
         kind = _char_class(ch)
         if kind == "space":
             i += 1
+            continue
+        special = next((t for t in _PATTERN_SPECIALS if text.startswith(t, i)), None)
+        if special is not None:
+            word_end = i + len(special) - 2
+            pieces += [Piece("<|", "symbols", offset + i, offset + i + 2),
+                       Piece(special[2:-2], "letters", offset + i + 2, offset + word_end),
+                       Piece("|>", "symbols", offset + word_end, offset + word_end + 2)]
+            i += len(special)
             continue
         contraction = next((c for c in _CONTRACTIONS if text.startswith(c, i)), None)
         if contraction is not None:
@@ -287,11 +310,24 @@ def _split_added_tokens(prompt: str, added: Sequence[str]) -> list[tuple[str, bo
     return [p for p in parts if p[0]]
 
 
-def prompt_pieces(prompt: str, added_tokens: Sequence[str] = (BOS_TOKEN, EOS_TOKEN)) -> list[Piece]:
+def _piece_kind(text: str) -> PieceKind:
+    if text in _CONTRACTIONS:
+        return "contraction"
+    head = _char_class(text[0])
+    return "letters" if head == "letter" else "number" if head == "number" else "symbols"
+
+
+Normalizer = Callable[[str], str]
+PreTokenizer = Callable[[str, int], list[Piece]]
+
+
+def prompt_pieces(prompt: str, added_tokens: Sequence[str] = (BOS_TOKEN, EOS_TOKEN),
+                  normalize: Normalizer = normalize_prompt,
+                  pretokenize: PreTokenizer = clip_pretokenize) -> list[Piece]:
     """Pre-tokenize a raw prompt: added tokens split out verbatim, the rest normalized and split.
 
     Offsets index the concatenation of the normalized segments (the added tokens kept as is),
-    which equals :func:`normalize_prompt` of the prompt whenever the prompt has no added token.
+    which equals ``normalize(prompt)`` whenever the prompt has no added token.
     """
     pieces: list[Piece] = []
     offset = 0
@@ -300,18 +336,39 @@ def prompt_pieces(prompt: str, added_tokens: Sequence[str] = (BOS_TOKEN, EOS_TOK
             pieces.append(Piece(segment, "special", offset, offset + len(segment)))
             offset += len(segment)
             continue
-        normalized = normalize_prompt(segment)
-        pieces.extend(clip_pretokenize(normalized, offset))
+        normalized = normalize(segment)
+        pieces.extend(pretokenize(normalized, offset))
         offset += len(normalized)
     return pieces
+
+
+def _backend_steps(tokenizer) -> tuple[Normalizer, PreTokenizer] | None:
+    """The fast tokenizer's own normalizer and pre-tokenizer, if it exposes them."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    normalizer = getattr(backend, "normalizer", None)
+    pre_tokenizer = getattr(backend, "pre_tokenizer", None)
+    if normalizer is None or pre_tokenizer is None:
+        return None
+
+    def pretokenize(text: str, offset: int = 0) -> list[Piece]:
+        spans = [span for _, span in pre_tokenizer.pre_tokenize_str(text)]
+        return [Piece(text[a:b], _piece_kind(text[a:b]), offset + a, offset + b)
+                for a, b in spans if b > a]
+
+    return normalizer.normalize_str, pretokenize
 
 
 def _content_ids(tokenizer, text: str) -> list[int]:
     return list(tokenizer(text, add_special_tokens=False, truncation=False)["input_ids"])
 
 
-def align_pieces(prompt: str, tokenizer) -> list[Piece]:
+def align_pieces(prompt: str, tokenizer, use_backend: bool = True) -> list[Piece]:
     """Pre-tokenize ``prompt`` and attach each piece's BPE ids and content-token offset.
+
+    Pieces come from the tokenizer's own normalizer and pre-tokenizer when it is a fast
+    (``tokenizers``-backed) one and ``use_backend``; otherwise from the pure-Python replica
+    (:func:`normalize_prompt`, :func:`clip_pretokenize`), which agrees with it except on
+    characters whose Unicode data differs between Python's and the tokenizer's tables.
 
     Each piece is tokenized on its own (one batched call); their concatenation is checked
     against the tokenization of the whole prompt, so the returned spans are exact or an error
@@ -321,7 +378,8 @@ def align_pieces(prompt: str, tokenizer) -> list[Piece]:
     if not isinstance(prompt, str):
         raise ValueError(f"prompt must be a str, got {type(prompt).__name__}")
     added = list(tokenizer.get_added_vocab()) if hasattr(tokenizer, "get_added_vocab") else []
-    pieces = prompt_pieces(prompt, added or (BOS_TOKEN, EOS_TOKEN))
+    steps = _backend_steps(tokenizer) if use_backend else None
+    pieces = prompt_pieces(prompt, added or (BOS_TOKEN, EOS_TOKEN), *(steps or ()))
     if not pieces:
         return []
     per_piece = tokenizer([p.text for p in pieces], add_special_tokens=False,

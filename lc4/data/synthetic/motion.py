@@ -70,31 +70,39 @@ class Trajectory:
         return self.radius * (1.0 + self.scale_amp) * (1.0 + self.wobble) * (1.0 + self.shear_amp)
 
 
-def sample_trajectory(rng: np.random.Generator, size: int, num_frames: int, long: bool = False) -> Trajectory:
+def sample_trajectory(
+    rng: np.random.Generator, size: int, num_frames: int, long: bool = False, cell: int = 4
+) -> Trajectory:
     """Draw one instance's motion for a ``size``² video of ``num_frames`` frames.
 
-    The number of random draws does not depend on the outcome of earlier draws in a way that
-    colours could influence, so re-colouring a seed keeps its geometry.
+    ``cell`` (0..8, row-major in a 3x3 grid) is where the shape starts (short clips) or the
+    centre of its path (long videos); giving instances different cells limits how much they
+    overlap (the grey video cannot show where two touching isoluminant shapes meet).
+
+    Always consumes the same number of random draws (and none depend on colours), so the
+    instances after this one, and re-coloured versions of a seed, keep their geometry.
     """
+    if not 0 <= cell <= 8:
+        raise ValueError(f"cell must be in [0, 8], got {cell}")
     S, T = float(size), int(num_frames)
     u = rng.uniform
+    row, col = divmod(cell, 3)
     radius = S * u(0.10, 0.17)
     angle0, lobes, wobble_phase0 = u(0.0, 2 * np.pi), int(rng.integers(2, 6)), u(0.0, 2 * np.pi)
     sway_phase = (u(0.0, 2 * np.pi), u(0.0, 2 * np.pi))
     scale_phase, shear_phase = u(0.0, 2 * np.pi), u(0.0, 2 * np.pi)
+    exit_draws = rng.uniform(size=6)  # drawn in both modes so the draw count is fixed
     if long:
-        start = (S * u(0.3, 0.7), S * u(0.3, 0.7))
+        start = (S * (0.3 + 0.2 * col + u(-0.07, 0.07)), S * (0.3 + 0.2 * row + u(-0.07, 0.07)))
         velocity = (0.0, 0.0)
         sway_amp = (S * u(0.15, 0.6), S * u(0.15, 0.6))
         sway_period = (u(96.0, 320.0), u(96.0, 320.0))
         scale_amp, scale_period = u(0.0, 0.15), u(64.0, 256.0)
         spin = u(-0.03, 0.03)
         shear_amp, shear_period = u(0.0, 0.3), u(64.0, 256.0)
-        wobble, wobble_speed = u(0.0, 0.12), u(-0.05, 0.05)
-        exit_draws = rng.uniform(size=5)  # keep the draw count equal in both modes
-        del exit_draws
+        wobble, wobble_speed = u(0.0, 0.08), u(-0.05, 0.05)
     else:
-        start = (S * u(0.2, 0.8), S * u(0.2, 0.8))
+        start = (S * (0.2 + 0.3 * col + u(-0.1, 0.1)), S * (0.2 + 0.3 * row + u(-0.1, 0.1)))
         heading, speed = u(0.0, 2 * np.pi), S * u(0.003, 0.02)
         velocity = (speed * np.cos(heading), speed * np.sin(heading))
         sway_amp = (S * u(0.0, 0.03), S * u(0.0, 0.03))
@@ -102,8 +110,7 @@ def sample_trajectory(rng: np.random.Generator, size: int, num_frames: int, long
         scale_amp, scale_period = u(0.0, 0.15), u(8.0, 24.0)
         spin = u(-0.15, 0.15)
         shear_amp, shear_period = u(0.0, 0.3), u(8.0, 24.0)
-        wobble, wobble_speed = u(0.0, 0.12), u(-0.4, 0.4)
-        exit_draws = rng.uniform(size=5)
+        wobble, wobble_speed = u(0.0, 0.08), u(-0.4, 0.4)
         if T >= 4 and exit_draws[0] < EXIT_PROBABILITY:
             start, velocity = _crossing(S, T, radius * (1 + scale_amp) * (1 + wobble) * (1 + shear_amp), exit_draws[1:])
             sway_amp = (0.0, 0.0)
@@ -132,7 +139,8 @@ def sample_trajectory(rng: np.random.Generator, size: int, num_frames: int, long
 def _crossing(S: float, T: int, reach: float, draws: np.ndarray) -> tuple[tuple[float, float], tuple[float, float]]:
     """Start and velocity of a shape that crosses a frame edge and is fully outside at one end.
 
-    ``draws`` are four uniforms: edge, crossing point along it, heading jitter, leave-or-enter.
+    ``draws`` are five uniforms: edge, crossing point along it, heading jitter, crossing time,
+    leave-or-enter.
     """
     edge = int(draws[0] * 4) % 4
     normal = [(-1.0, 0.0), (1.0, 0.0), (0.0, -1.0), (0.0, 1.0)][edge]  # left, right, top, bottom
@@ -141,11 +149,11 @@ def _crossing(S: float, T: int, reach: float, draws: np.ndarray) -> tuple[tuple[
     on_edge = {0: (0.0, along), 1: (S, along), 2: (along, 0.0), 3: (along, S)}[edge]
     jitter = (draws[2] - 0.5) * 1.0  # ±0.5 rad from the outward normal
     direction = np.array(normal) * np.cos(jitter) + np.array(tangent) * np.sin(jitter)
-    t_cross = 0.25 * (T - 1) + 0.25 * (T - 1) * draws[2]
+    t_cross = 0.25 * (T - 1) + 0.25 * (T - 1) * draws[3]
     # Fully outside by the last frame: travel ``1.2 reach`` past the edge along the normal.
     speed = 1.2 * reach / ((T - 1 - t_cross) * np.cos(jitter))
     velocity = direction * speed
     start = np.array(on_edge) - velocity * t_cross
-    if draws[3] < 0.5:  # enter instead of leave: play the same path backwards
+    if draws[4] < 0.5:  # enter instead of leave: play the same path backwards
         start, velocity = start + velocity * (T - 1), -velocity
     return (float(start[0]), float(start[1])), (float(velocity[0]), float(velocity[1]))

@@ -29,6 +29,7 @@ __all__ = [
     "MAX_TEXTURE_AMPLITUDE",
     "in_srgb_gamut",
     "snap_to_uint8",
+    "lab_to_srgb_uint8",
 ]
 
 #: CIELAB lightness shared by all shape colours.
@@ -46,6 +47,11 @@ def _lab2rgb(lab: np.ndarray) -> np.ndarray:
     with warnings.catch_warnings():  # skimage warns when it clips out-of-gamut values
         warnings.simplefilter("ignore")
         return lab2rgb(np.asarray(lab, dtype=np.float64))
+
+
+def lab_to_srgb_uint8(lab: np.ndarray) -> np.ndarray:
+    """CIELAB ``(..., 3)`` -> 8-bit sRGB, clipped to the gamut and rounded."""
+    return np.round(np.clip(_lab2rgb(lab), 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
 def in_srgb_gamut(lab: Sequence[float] | np.ndarray, tol: float = 1e-3) -> np.ndarray | bool:

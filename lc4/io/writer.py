@@ -1,0 +1,238 @@
+"""Write frames to an MP4 (H.264) at the source's exact frame rate, with its audio, atomically.
+
+Colour: RGB frames are converted to Y'CbCr with the BT.709 matrix, limited range, and the
+stream is tagged BT.709 (primaries, transfer, matrix), which is what players assume for
+sRGB-like content; :func:`lc4.io.read_frames` honours those tags, so a round trip is faithful.
+"""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterable, Literal
+
+import av
+import numpy as np
+from av.video.reformatter import ColorRange, Colorspace
+
+from .atomic import AtomicOutput, PathLike
+from .audio import AudioPassthrough
+from .probe import DEFAULT_FPS, _short, as_frame_rate
+
+__all__ = ["VideoWriter", "MAX_DIMENSION"]
+
+#: Largest frame side libx264 accepts.
+MAX_DIMENSION = 16384
+_PIXEL_FORMATS = ("yuv420p", "yuv444p")
+# FFmpeg AVColor* codes for BT.709 (primaries, transfer, matrix) and limited ("MPEG") range.
+_AVCOL_BT709 = 1
+_AVCOL_RANGE_MPEG = 1
+
+
+class VideoWriter:
+    """Context manager writing ``uint8`` RGB frames to an H.264 MP4, atomically.
+
+    ``fps`` may be a float, an int, a ``Fraction`` or ``"30000/1001"`` (NTSC floats snap to
+    ``k*1000/1001``, see :func:`lc4.io.as_frame_rate`). ``crf`` is x264's constant quality
+    (0 lossless-ish .. 51; 18 is visually transparent). ``pixel_format="yuv420p"`` plays
+    everywhere but needs even sizes: an odd width/height is padded by repeating the last
+    column/row (``odd_size="pad"``, default) or the last one is dropped (``"crop"``);
+    ``"yuv444p"`` keeps odd sizes exactly and full-resolution chroma (less widely played).
+
+    ``audio_from``: a media file whose first audio track is copied (AAC, MP3, AC-3, E-AC-3,
+    ALAC) or transcoded to AAC; source time ``audio_offset`` seconds (after its video start)
+    lines up with this video's first frame, and the track is cut where the video ends.
+
+    The file is written to a hidden temporary beside ``path`` and renamed when
+    :meth:`close` succeeds; on an exception inside ``with`` (or :meth:`abort`) the temporary is
+    removed and ``path`` is untouched. ``path`` must not exist unless ``overwrite``, and must not
+    be one of ``inputs`` (``audio_from`` counts as an input).
+    """
+
+    def __init__(
+        self,
+        path: PathLike,
+        fps: float | int | str | Fraction = DEFAULT_FPS,
+        *,
+        crf: int = 18,
+        preset: str = "medium",
+        pixel_format: Literal["yuv420p", "yuv444p"] = "yuv420p",
+        odd_size: Literal["pad", "crop"] = "pad",
+        audio_from: PathLike | None = None,
+        audio_offset: float = 0.0,
+        sample_aspect_ratio: Fraction | None = None,
+        overwrite: bool = False,
+        inputs: Iterable[PathLike] = (),
+        faststart: bool = True,
+    ) -> None:
+        self.frame_rate = as_frame_rate(fps)
+        if isinstance(crf, bool) or not isinstance(crf, (int, np.integer)) or not 0 <= crf <= 51:
+            raise ValueError(f"crf must be an integer in [0, 51], got {crf!r}")
+        if pixel_format not in _PIXEL_FORMATS:
+            raise ValueError(f"pixel_format must be one of {_PIXEL_FORMATS}, got {pixel_format!r}")
+        if odd_size not in ("pad", "crop"):
+            raise ValueError(f"odd_size must be 'pad' or 'crop', got {odd_size!r}")
+        if not math.isfinite(audio_offset) or audio_offset < 0:
+            raise ValueError(f"audio_offset must be a non-negative number of seconds, got {audio_offset!r}")
+        if audio_from is not None and not Path(audio_from).is_file():
+            raise FileNotFoundError(f"{audio_from}: no such file (audio_from)")
+        if sample_aspect_ratio is not None and Fraction(sample_aspect_ratio) <= 0:
+            raise ValueError(f"sample_aspect_ratio must be positive, got {sample_aspect_ratio!r}")
+        self.crf = int(crf)
+        self.preset = preset
+        self.pixel_format = pixel_format
+        self.odd_size = odd_size
+        self.audio_from = Path(audio_from) if audio_from is not None else None
+        self.audio_offset = float(audio_offset)
+        self.sample_aspect_ratio = Fraction(sample_aspect_ratio) if sample_aspect_ratio else None
+        self.faststart = faststart
+        all_inputs = [*inputs] + ([self.audio_from] if self.audio_from is not None else [])
+        self._atomic = AtomicOutput(path, overwrite=overwrite, inputs=all_inputs)
+        self.path = self._atomic.path
+        self._container: av.container.OutputContainer | None = None
+        self._stream = None
+        self._audio: AudioPassthrough | None = None
+        self._input_size: tuple[int, int] | None = None  # (H, W) of the frames given
+        self.frames_written = 0
+        self.closed = False
+
+    # ----------------------------------------------------------------------------------
+
+    @property
+    def audio_mode(self) -> str | None:
+        """``"copy"``, ``"aac"`` (transcoded) or ``None`` (no audio track written)."""
+        return self._audio.mode if self._audio is not None else None
+
+    @property
+    def size(self) -> tuple[int, int] | None:
+        """Encoded ``(height, width)`` (after even-size handling), known after the first frame."""
+        if self._stream is None:
+            return None
+        return self._stream.codec_context.height, self._stream.codec_context.width
+
+    def _encoded_size(self, height: int, width: int) -> tuple[int, int]:
+        if self.pixel_format == "yuv444p":
+            return height, width
+        if self.odd_size == "pad":
+            return height + height % 2, width + width % 2
+        return height - height % 2, width - width % 2
+
+    def _open(self, height: int, width: int) -> None:
+        if max(height, width) > MAX_DIMENSION:
+            raise ValueError(f"frame size {width}x{height} exceeds the H.264 limit of {MAX_DIMENSION} pixels per side")
+        eh, ew = self._encoded_size(height, width)
+        if eh < 1 or ew < 1:
+            raise ValueError(f"frame size {width}x{height} is too small to encode with odd_size='crop'")
+        options = {"movflags": "+faststart"} if self.faststart else {}
+        try:
+            container = av.open(str(self._atomic.tmp), mode="w", format="mp4", options=options)
+        except av.error.FFmpegError as e:
+            raise ValueError(f"{self.path}: cannot open for writing ({_short(e)})") from None
+        self._container = container
+        stream = container.add_stream("libx264", rate=self.frame_rate)
+        stream.width, stream.height = ew, eh
+        stream.pix_fmt = self.pixel_format
+        stream.options = {"crf": str(self.crf), "preset": self.preset}
+        cc = stream.codec_context
+        cc.colorspace = _AVCOL_BT709
+        cc.color_primaries = _AVCOL_BT709
+        cc.color_trc = _AVCOL_BT709
+        cc.color_range = _AVCOL_RANGE_MPEG
+        if self.sample_aspect_ratio is not None and self.sample_aspect_ratio != 1:
+            cc.sample_aspect_ratio = self.sample_aspect_ratio
+        self._stream = stream
+        if self.audio_from is not None:
+            self._audio = AudioPassthrough(self.audio_from, container, offset=self.audio_offset)
+
+    def _prepare(self, frame: np.ndarray) -> np.ndarray:
+        h, w = frame.shape[:2]
+        eh, ew = self._encoded_size(h, w)
+        if (eh, ew) == (h, w):
+            return frame
+        if eh <= h and ew <= w:
+            return frame[:eh, :ew]
+        return np.pad(frame, ((0, eh - h), (0, ew - w), (0, 0)), mode="edge")
+
+    def write(self, frames: np.ndarray) -> None:
+        """Append one frame ``(H, W, 3)`` or a batch ``(T, H, W, 3)`` of ``uint8`` RGB."""
+        if self.closed:
+            raise ValueError(f"{self.path}: writer is closed")
+        arr = np.asarray(frames)
+        if arr.dtype != np.uint8:
+            raise ValueError(f"frames must be uint8 RGB (0..255), got dtype {arr.dtype}")
+        if arr.ndim == 3:
+            arr = arr[None]
+        if arr.ndim != 4 or arr.shape[-1] != 3:
+            raise ValueError(f"frames must be (H, W, 3) or (T, H, W, 3), got shape {arr.shape}")
+        size = (int(arr.shape[1]), int(arr.shape[2]))
+        if self._input_size is None:
+            self._open(*size)
+            self._input_size = size
+        elif size != self._input_size:
+            raise ValueError(
+                f"frame size {size[1]}x{size[0]} differs from the first frame's "
+                f"{self._input_size[1]}x{self._input_size[0]}"
+            )
+        assert self._container is not None and self._stream is not None
+        try:
+            for frame in arr:
+                vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(self._prepare(frame)), format="rgb24")
+                vf = vf.reformat(
+                    format=self.pixel_format,
+                    dst_colorspace=Colorspace.ITU709,
+                    dst_color_range=ColorRange.MPEG,
+                )
+                vf.pts = self.frames_written
+                vf.time_base = 1 / self.frame_rate
+                self._container.mux(self._stream.encode(vf))
+                self.frames_written += 1
+                if self._audio is not None:
+                    self._audio.mux_until(self.frames_written / float(self.frame_rate), self._container)
+        except av.error.FFmpegError as e:
+            raise
+
+    def close(self) -> Path:
+        """Flush the encoder, finish the audio, and move the file to its final name."""
+        if self.closed:
+            return self.path
+        if self.frames_written == 0:
+            self.abort()
+            raise ValueError(f"{self.path}: no frames were written; nothing to save")
+        assert self._container is not None and self._stream is not None
+        try:
+            self._container.mux(self._stream.encode(None))
+            if self._audio is not None:
+                self._audio.finish(self.frames_written / float(self.frame_rate), self._container)
+            self._container.close()
+        except av.error.FFmpegError as e:
+            self.abort()
+            raise ValueError(f"{self.path}: cannot finish writing ({_short(e)})") from None
+        except BaseException:
+            self.abort()
+            raise
+        self._container = None
+        self.closed = True
+        return self._atomic.commit()
+
+    def abort(self) -> None:
+        """Stop writing and remove the temporary file; the final path is untouched."""
+        self.closed = True
+        if self._audio is not None:
+            self._audio.close()
+        if self._container is not None:
+            try:
+                self._container.close()
+            except Exception:  # noqa: BLE001 - the file is being discarded anyway
+                pass
+            self._container = None
+        self._atomic.discard()
+
+    def __enter__(self) -> "VideoWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            self.abort()
+            return
+        self.close()

@@ -1,0 +1,66 @@
+"""Training objectives of L-C4: ε-prediction MSE (eq. 9, stages 1–2) and stage-0 reconstruction."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+
+from ..color import to_grey
+from ..models.lc4 import LC4Model
+
+
+def grey_input(rgb: torch.Tensor) -> torch.Tensor:
+    """Lab-L grey version of `(n, 3, h, w)` RGB in [-1, 1], still in [-1, 1] (the model's input)."""
+    return to_grey((rgb.float() + 1) / 2) * 2 - 1
+
+
+def drop_captions(captions: Sequence[str], p: float, generator: torch.Generator | None = None) -> list[str]:
+    """Replace each caption by "" with probability p (classifier-free guidance training)."""
+    if p <= 0:
+        return list(captions)
+    keep = torch.rand(len(captions), generator=generator) >= p
+    return [c if k else "" for c, k in zip(captions, keep.tolist())]
+
+
+def denoising_loss(
+    model: LC4Model,
+    pixel_values: torch.Tensor,
+    captions: Sequence[str],
+    noise_scheduler,
+    *,
+    caption_dropout: float = 0.1,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Eq. 9: ‖ε − ε_θ(z_t, t, y^tex, y^lum)‖² for clips `(b, f, 3, h, w)` in [-1, 1].
+
+    One timestep per clip (all its frames share it); text dropped to "" with `caption_dropout`.
+    """
+    b, f = pixel_values.shape[:2]
+    rgb = rearrange(pixel_values, "b f c h w -> (b f) c h w")
+    with torch.no_grad():
+        latents = model.encode_frames(rgb, generator=generator).float()
+        text = model.encode_prompt(drop_captions(captions, caption_dropout, generator))
+    lum = model.encode_luminance(grey_input(rgb))
+    y_tex = model.fuse_text(text, lum, f)
+    noise = torch.randn(latents.shape, generator=generator, device=latents.device)
+    t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (b,), generator=generator, device=latents.device)
+    t = t.repeat_interleave(f)
+    noisy = noise_scheduler.add_noise(latents, noise, t)
+    eps = model.predict_noise(noisy, t, y_tex, lum, f)
+    return F.mse_loss(eps.float(), noise)
+
+
+def reconstruction_loss(model: LC4Model, pixel_values: torch.Tensor, lpips=None) -> torch.Tensor:
+    """Stage 0: D(E(x), skips(E^lum(grey(x)))) ≈ x; L1 plus LPIPS when a LPIPS module is given."""
+    rgb = rearrange(pixel_values, "b f c h w -> (b f) c h w") if pixel_values.ndim == 5 else pixel_values
+    with torch.no_grad():
+        latents = model.encode_frames(rgb, sample=False)
+    lum = model.encode_luminance(grey_input(rgb))
+    recon = model.decode(latents, lum).float()
+    loss = F.l1_loss(recon, rgb.float())
+    if lpips is not None:
+        loss = loss + lpips(recon, rgb.float()).mean()
+    return loss

@@ -303,7 +303,7 @@ def _pred_to_tensor(pred: Array) -> torch.Tensor:
         if pred.ndim not in (3, 4):
             raise ValueError(f"pred_rgb must be (3, H, W) or (T, 3, H, W); got shape {tuple(pred.shape)}")
         _check_channels(pred, -3, "pred_rgb")
-        t, _ = _float_tensor(pred.detach().cpu())
+        t, _ = _float_tensor(pred.detach())
         t = t.float()
         return t[None] if t.ndim == 3 else t
     raise ValueError(f"pred_rgb must be a numpy array or torch tensor, got {type(pred).__name__}")
@@ -313,6 +313,7 @@ def recombine_luminance(
     pred_rgb: Array,
     source: np.ndarray,
     gamut: Literal["chroma", "clip"] = "chroma",
+    device: str | torch.device | None = None,
 ) -> np.ndarray:
     """Full-resolution output: the source's own CIELAB L with the prediction's chroma.
 
@@ -325,7 +326,8 @@ def recombine_luminance(
     ``gamut="chroma"`` (default) pulls out-of-gamut pixels toward grey at constant L, so
     L is preserved exactly (up to uint8 rounding); ``"clip"`` clips RGB like ``lab2rgb``
     (which can change L of saturated pixels). Returns uint8 RGB shaped like ``source``.
-    Frames are processed one at a time, so memory stays at a few full-resolution frames.
+    Frames are processed one at a time, so memory stays at a few full-resolution frames;
+    the maths runs on ``device`` (default: the prediction tensor's device, else the CPU).
     """
     if gamut not in ("chroma", "clip"):
         raise ValueError(f"gamut must be 'chroma' or 'clip', got {gamut!r}")
@@ -335,6 +337,7 @@ def recombine_luminance(
         raise ValueError(f"source must be (H, W, 3) or (T, H, W, 3); got shape {source.shape}")
     _check_channels(source, -1, "source")
     pred = _pred_to_tensor(pred_rgb)
+    dev = torch.device(device) if device is not None else pred.device
     single = source.ndim == 3
     src = source[None] if single else source
     if pred.shape[0] != src.shape[0]:
@@ -344,10 +347,10 @@ def recombine_luminance(
     height, width = src.shape[1:3]
     out = np.empty_like(src)
     for i in range(src.shape[0]):
-        ab = _rgb_to_lab_t(pred[i : i + 1], dim=1)[:, 1:]
+        ab = _rgb_to_lab_t(pred[i : i + 1].to(dev), dim=1)[:, 1:]
         downsampling = ab.shape[-2] > height or ab.shape[-1] > width
         ab = F.interpolate(ab, size=(height, width), mode="bilinear", align_corners=False, antialias=downsampling)
-        s = torch.from_numpy(src[i]).float().div_(255.0)
+        s = torch.from_numpy(src[i]).to(dev).float().div_(255.0)
         L = 116.0 * _lab_f(_luminance_t(s, dim=-1)) - 16.0  # (H, W, 1)
         lab = torch.cat([rearrange(L, "h w c -> 1 c h w"), ab], dim=1)
         lin = _lab_to_linear_t(lab, dim=1)
@@ -361,7 +364,7 @@ def recombine_luminance(
                 flat_lin[idx] = _lab_to_linear_t(flat_lab[idx], dim=1)
                 lin = rearrange(flat_lin, "(h w) c -> 1 c h w", h=height, w=width)
         rgb = linear_to_srgb(lin).clamp(0.0, 1.0)
-        out[i] = rearrange(torch.round(rgb * 255.0).to(torch.uint8), "1 c h w -> h w c").numpy()
+        out[i] = rearrange(torch.round(rgb * 255.0).to(torch.uint8), "1 c h w -> h w c").cpu().numpy()
     return out[0] if single else out
 
 

@@ -280,6 +280,21 @@ def test_backend_and_python_pretokenizers_agree(tok):
         assert [(p.text, p.kind, p.tokens) for p in a] == [(p.text, p.kind, p.tokens) for p in b]
 
 
+def test_added_tokens_are_single_pieces():
+    tok = load_clip_tokenizer()  # a private copy: add_tokens mutates it
+    tok.add_tokens(["<sks>", "Zorp"])  # textual-inversion style words (matched normalized)
+    for prompt in ["a <sks> red car", "a <SKS> red car", "a ZORP-blue car", "light<sks>blue",
+                   "x <|endoftext|> red"]:
+        for use_backend in (True, False):
+            pieces = align_pieces(prompt, tok, use_backend=use_backend)
+            assert [i for p in pieces for i in p.tokens] == tok(
+                prompt, add_special_tokens=False)["input_ids"]
+        specials = [p for p in pieces if p.kind == "special"]
+        assert len(specials) == 1 and len(specials[0].tokens) == 1
+    assert masked_words("light<sks>blue", tok) == ["blue"]  # the added word breaks the phrase
+    assert masked_words("a ZORP-blue car", tok) == ["blue"]
+
+
 # ------------------------------------------------------------------------------------------
 # Masks
 # ------------------------------------------------------------------------------------------

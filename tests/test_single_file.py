@@ -107,7 +107,8 @@ def assert_round_trip(name: str, originals, components) -> None:
     for original, loaded in zip(originals, (components.unet, components.vae, components.text_encoder)):
         assert_same_parameters(original, loaded)
     unet_cfg = CONFIGS[name][0]
-    for before, after in zip(outputs(*originals, unet_cfg), outputs(components.unet, components.vae, components.text_encoder, unet_cfg)):
+    loaded = (components.unet, components.vae, components.text_encoder)
+    for before, after in zip(outputs(*originals, unet_cfg), outputs(*loaded, unet_cfg)):
         assert torch.equal(before, after)
 
 
@@ -123,6 +124,22 @@ def test_safetensors_round_trip_is_exact(models, tmp_path):
     assert_round_trip(name, parts, components)
     assert components.scheduler_config == config("sd15_scheduler")
     assert not components.unet.training and not components.vae.training
+
+
+def test_loaded_weights_are_ordinary_trainable_parameters(tiny_ldm, tmp_path):
+    """The loader adopts the file's tensors (assign=True); they must behave like normal weights."""
+    path = tmp_path / "m.safetensors"
+    save_file({k: v.contiguous() for k, v in tiny_ldm[0].items()}, str(path))
+    unet = load_sd15_single_file(path, **load_kwargs("tiny")).unet
+    params = list(unet.parameters())
+    assert all(p.requires_grad and not p.is_meta and p.dtype == torch.float32 for p in params)
+    before = [p.detach().clone() for p in params]
+    out = unet(torch.randn(1, 4, 8, 8), torch.tensor([3]), encoder_hidden_states=torch.randn(1, 5, 32)).sample
+    out.square().mean().backward()
+    torch.optim.SGD(params, lr=0.1).step()
+    assert sum(not torch.equal(a, p) for a, p in zip(before, params)) > len(params) // 2
+    key = "model.diffusion_model.out.2.weight"
+    assert torch.equal(load_file(str(path))[key], tiny_ldm[0][key])  # training never writes back
 
 
 def test_ckpt_with_state_dict_wrapper_round_trip(models, tmp_path):
@@ -144,6 +161,7 @@ def test_save_sd15_single_file_round_trip_and_fp16(tiny_ldm, tmp_path):
     stored = load_file(str(half))
     assert all(v.dtype == torch.float16 for v in stored.values())
     loaded = load_sd15_single_file(half, **load_kwargs("tiny"))
+    assert all(p.dtype == torch.float32 for p in loaded.unet.parameters())
     for original, part in zip(parts, (loaded.unet, loaded.vae, loaded.text_encoder)):
         for key, value in original.state_dict().items():
             expected = value.half().float() if value.is_floating_point() else value
@@ -467,7 +485,10 @@ def test_file_errors(tmp_path):
 
 
 def _fingerprints(model) -> dict[str, str]:
-    return {k: hashlib.blake2b(v.contiguous().numpy().tobytes(), digest_size=16).hexdigest() for k, v in model.state_dict().items()}
+    def digest(v: torch.Tensor) -> str:
+        return hashlib.blake2b(v.contiguous().numpy().tobytes(), digest_size=16).hexdigest()
+
+    return {k: digest(v) for k, v in model.state_dict().items()}
 
 
 @torch.no_grad()
@@ -476,7 +497,8 @@ def _full_outputs(unet, vae, text) -> list[torch.Tensor]:
     latent = torch.randn(1, 4, 8, 8, generator=g)
     tokens = torch.randint(0, 49408, (1, 77), generator=g)
     context = text(tokens).last_hidden_state
-    return [context, unet(latent, torch.tensor([500]), encoder_hidden_states=context).sample, vae.decode(latent).sample]
+    noise_prediction = unet(latent, torch.tensor([500]), encoder_hidden_states=context).sample
+    return [context, noise_prediction, vae.decode(latent).sample]
 
 
 @pytest.mark.slow

@@ -79,15 +79,16 @@ class VideoSource:
     def read(self, resolution: int | None = None) -> np.ndarray:
         """Frames as ``(T, H, W, 3)`` uint8 RGB, resized to ``resolution``² (no crop) when given."""
         if self.kind == "frames":
-            video = read_frame_folder(self.path)
-        else:
-            try:
-                from lc4.io import read_frames
-            except ImportError as exc:
-                raise ImportError(f"reading video file {self.path} needs lc4.io.read_frames: {exc}") from exc
-            video = np.asarray(read_frames(self.path))
-            if video.ndim != 4 or video.shape[-1] != 3 or video.dtype != np.uint8:
-                raise ValueError(f"lc4.io.read_frames returned {video.dtype} {video.shape} for {self.path}; expected uint8 (T, H, W, 3)")
+            return read_frame_folder(self.path, resolution)
+        try:
+            from lc4.io import read_frames
+        except ImportError as exc:
+            raise ImportError(f"reading video file {self.path} needs lc4.io.read_frames: {exc}") from exc
+        video = np.asarray(read_frames(self.path))
+        if video.ndim != 4 or video.shape[-1] != 3 or video.dtype != np.uint8:
+            raise ValueError(
+                f"lc4.io.read_frames returned {video.dtype} {video.shape} for {self.path}; expected uint8 (T, H, W, 3)"
+            )
         return resize_video(video, resolution) if resolution is not None else video
 
 
@@ -119,8 +120,11 @@ def discover_videos(root: str | os.PathLike) -> dict[str, VideoSource]:
     return found
 
 
-def read_frame_folder(folder: str | os.PathLike) -> np.ndarray:
-    """All image files of ``folder`` as ``(T, H, W, 3)`` uint8 RGB (grey frames become RGB)."""
+def read_frame_folder(folder: str | os.PathLike, resolution: int | None = None) -> np.ndarray:
+    """All image files of ``folder`` as ``(T, H, W, 3)`` uint8 RGB (grey frames become RGB).
+
+    With ``resolution``, each frame is resized on load (bicubic, no crop), keeping memory low.
+    """
     folder = Path(folder)
     files = _image_files(folder)
     if not files:
@@ -128,18 +132,27 @@ def read_frame_folder(folder: str | os.PathLike) -> np.ndarray:
     frames = []
     for f in files:
         with Image.open(f) as im:
-            frames.append(np.asarray(im.convert("RGB")))
+            rgb = im.convert("RGB")
+            if resolution is not None:
+                r = _check_resolution(resolution)
+                rgb = rgb if rgb.size == (r, r) else rgb.resize((r, r), Image.BICUBIC)
+            frames.append(np.asarray(rgb))
     sizes = {fr.shape for fr in frames}
     if len(sizes) != 1:
         raise ValueError(f"frames in {folder} differ in size: {sorted(sizes)}")
     return np.stack(frames)
 
 
-def resize_video(video: np.ndarray, resolution: int) -> np.ndarray:
-    """Resize every frame to ``resolution``×``resolution`` (bicubic, no crop: aspect not kept)."""
+def _check_resolution(resolution: int) -> int:
     r = int(resolution)
     if r < 1:
         raise ValueError(f"resolution must be a positive number of pixels; got {resolution}")
+    return r
+
+
+def resize_video(video: np.ndarray, resolution: int) -> np.ndarray:
+    """Resize every frame to ``resolution``×``resolution`` (bicubic, no crop: aspect not kept)."""
+    r = _check_resolution(resolution)
     if video.shape[1] == r and video.shape[2] == r:
         return video
     return np.stack([np.asarray(Image.fromarray(f).resize((r, r), Image.BICUBIC)) for f in video])

@@ -139,7 +139,8 @@ class Report:
             return "| " + " | ".join([label, *cells]) + " |"
 
         sep = "|" + "---|" * (len(cols) + 1)
-        lines = [f"# Evaluation: {self.name}", "", "| Method | " + " | ".join(heads) + " |", sep, row(self.name, self.dataset), ""]
+        frames = sum(int(v.get("frames", 0) or 0) for v in self.per_video.values())
+        lines = [f"# Evaluation: {self.name}", "", f"{len(self.per_video)} videos, {frames} frames.", "", "| Method | " + " | ".join(heads) + " |", sep, row(self.name, self.dataset), ""]
         lines += ["## Per video", "", "| Video | Frames | " + " | ".join(heads) + " |", "|---" * (len(cols) + 2) + "|"]
         for name, vals in self.per_video.items():
             cells = [format_value(vals.get(c), COLUMNS[c][1]) for c in cols]

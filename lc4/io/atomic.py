@@ -28,6 +28,16 @@ def _same_path(a: Path, b: Path) -> bool:
         return False
 
 
+def _apply_umask(path: Path, directory: bool) -> None:
+    """mkstemp/mkdtemp create 0600/0700 entries: give the output the user's normal permissions."""
+    mask = os.umask(0)
+    os.umask(mask)
+    try:
+        path.chmod((0o777 if directory else 0o666) & ~mask)
+    except OSError:
+        pass
+
+
 def check_output_path(
     path: PathLike,
     overwrite: bool = False,
@@ -88,6 +98,7 @@ class AtomicOutput:
         """Move the temporary to the final name (replacing it only if ``overwrite``)."""
         if self.finished:
             raise RuntimeError(f"{self.path}: output already committed or discarded")
+        _apply_umask(self.tmp, self.directory)
         try:
             if self.path.exists() or self.path.is_symlink():
                 if not self.overwrite:

@@ -49,13 +49,13 @@ class AudioPassthrough:
     ) -> None:
         self.source = Path(source)
         self.mode: str | None = None
-        self._input = None
         self._in_stream = None
         self._out_stream = None
         self._packets = None
         self._pending: av.Packet | None = None
         self._done = False
         self._samples_out = 0
+        self._cut = False
         self._resampler: av.AudioResampler | None = None
         ctx = open_video(self.source)
         container = ctx.__enter__()
@@ -64,7 +64,6 @@ class AudioPassthrough:
         if not streams:
             self._close_input()
             return
-        self._input = container
         ia = streams[0]
         self._in_stream = ia
         video = next(iter(container.streams.video), None)
@@ -72,6 +71,10 @@ class AudioPassthrough:
         if video is not None and video.start_time is not None and video.time_base:
             video_start = float(video.start_time * video.time_base)
         self._t0 = video_start + float(offset)
+        audio_start = float(ia.start_time * ia.time_base) if ia.start_time is not None and ia.time_base else 0.0
+        # Packets before output time 0 are dropped only where the track is really cut; at the
+        # stream's own start they are kept (AAC priming, signalled by negative timestamps).
+        self._cut = self._t0 > audio_start + 1e-6
         codec = ia.codec_context.name
         try:
             if codec in MP4_COPY_CODECS:
@@ -113,7 +116,7 @@ class AudioPassthrough:
     def _emit(self, pkt: av.Packet, output: av.container.OutputContainer) -> None:
         start = self._time(pkt)
         duration = float(pkt.duration * pkt.time_base) if pkt.duration else 0.0
-        if start + duration <= 0.0:
+        if self._cut and start + duration <= 0.0:
             return  # entirely before the output's frame 0
         if self.mode == "copy":
             shift = int(round(self._t0 / float(pkt.time_base)))

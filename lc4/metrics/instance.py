@@ -11,7 +11,7 @@ whether a colorizer gives each object the colour its caption names, and keeps it
 * :func:`hue_spread` – per instance, the circular standard deviation (degrees) over frames of
   the hue angle of its mean (a, b); averaged over instances. 0 means the hue never drifts.
 
-Masks are eroded by ``erode`` pixels first (frame borders do not erode) so anti-aliased and
+Masks are eroded by ``erode`` pixels first (the frame border counts as outside) so anti-aliased and
 bleeding edges do not dilute the interior colour.
 """
 
@@ -94,7 +94,7 @@ def instance_mean_ab(pred_rgb: Any, masks: Any, *, min_pixels: int = 10, erode: 
     if erode:
         structure = np.zeros((1, 1, 3, 3), dtype=bool)
         structure[0, 0] = True
-        masks = binary_erosion(masks, structure=structure, iterations=erode, border_value=1)
+        masks = binary_erosion(masks, structure=structure, iterations=erode, border_value=0)
     counts = masks.sum(axis=(2, 3))
     sums = np.zeros(masks.shape[:2] + (2,), dtype=np.float64)
     for t in range(video.shape[0]):

@@ -114,7 +114,7 @@ class LC4Model(nn.Module):
     def from_sd15(cls, name_or_path: str | os.PathLike, config: LC4Config | None = None,
                   torch_dtype: torch.dtype | None = None) -> "LC4Model":
         """New L-C4 around a diffusers SD1.5 folder (or hub id); new parts zero-initialised."""
-        from transformers import CLIPTokenizer
+        from .tokenizer import load_clip_tokenizer
 
         root = _resolve_folder(name_or_path, "SD1.5 model",
                                allow_patterns=[f"{s}/*" for s in SD15_SUBFOLDERS] + [MODEL_INDEX])
@@ -125,7 +125,7 @@ class LC4Model(nn.Module):
         vae = AutoencoderKL.from_pretrained(root, subfolder="vae", **kw)
         unet = UNet2DConditionModel.from_pretrained(root, subfolder="unet", **kw)
         text_encoder = CLIPTextModel.from_pretrained(root, subfolder="text_encoder", **kw)
-        tokenizer = CLIPTokenizer.from_pretrained(root, subfolder="tokenizer")
+        tokenizer = load_clip_tokenizer(root / "tokenizer")
         scheduler = json.loads((root / "scheduler" / "scheduler_config.json").read_text())
         return cls._assemble(config, vae, unet, text_encoder, tokenizer, scheduler)
 
@@ -156,7 +156,7 @@ class LC4Model(nn.Module):
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike, torch_dtype: torch.dtype | None = None) -> "LC4Model":
         """Load a folder written by `save_pretrained` (or its hub id)."""
-        from transformers import CLIPTokenizer
+        from .tokenizer import load_clip_tokenizer
 
         root = _resolve_folder(name_or_path, "L-C4 model")
         index = root / MODEL_INDEX
@@ -168,7 +168,7 @@ class LC4Model(nn.Module):
         lum = LuminanceEncoder.from_pretrained(root, subfolder="lum_encoder", **kw)
         unet = LC4UNet.from_pretrained(root, subfolder="unet", **kw)
         text_encoder = CLIPTextModel.from_pretrained(root, subfolder="text_encoder", **kw)
-        tokenizer = CLIPTokenizer.from_pretrained(root, subfolder="tokenizer")
+        tokenizer = load_clip_tokenizer(root / "tokenizer")
         cmpf = CrossModalityPreFusion.from_pretrained(root, subfolder="cmpf", **kw) if (root / "cmpf").is_dir() else None
         return cls(config, vae, lum, unet, text_encoder, tokenizer, cmpf)
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
+import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -90,7 +90,9 @@ def unet_key_to_ldm(key: str, *, layers_per_block: int, up_has_attention: Sequen
         side, block, kind, layer, rest = m[1], int(m[2]), m[3], int(m[4]), m[5]
         limit = layers_per_block if side == "down" else layers_per_block + 1
         if layer >= limit:
-            raise ValueError(f"diffusers key {key!r} has layer {layer}; layers_per_block={layers_per_block} allows < {limit}")
+            raise ValueError(
+                f"diffusers key {key!r} has layer {layer}; layers_per_block={layers_per_block} allows < {limit}"
+            )
         index = 1 + block * stride + layer if side == "down" else block * stride + layer
         outer = "input_blocks" if side == "down" else "output_blocks"
         if kind == "resnets":
@@ -260,8 +262,9 @@ def save_sd15_single_file(
     if dtype is not None:
         state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
     state = {k: v.contiguous() for k, v in state.items()}
-    handle, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-    os.close(handle)
+    # A unique name beside the target (same filesystem, so the rename is atomic); created by
+    # save_file itself so the file gets the usual umask permissions.
+    temp_name = str(target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.part"))
     try:
         save_file(state, temp_name, metadata=dict(metadata) if metadata else None)
         os.replace(temp_name, target)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 import os
 import pickle
-import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,7 +70,9 @@ def _check_path(path: Path) -> str:
     suffix = path.suffix.lower()
     if suffix not in SAFETENSORS_SUFFIXES + PICKLE_SUFFIXES:
         known = ", ".join(SAFETENSORS_SUFFIXES + PICKLE_SUFFIXES)
-        raise ValueError(f"unsupported checkpoint extension {suffix or '(none)'!r} for {path.name}; expected one of {known}")
+        raise ValueError(
+            f"unsupported checkpoint extension {suffix or '(none)'!r} for {path.name}; expected one of {known}"
+        )
     return suffix
 
 
@@ -100,9 +101,10 @@ def _needs_full_unpickling(detail: str) -> bool:
 
 
 def _read_pickle(path: Path, *, trust_pickle: bool) -> Any:
-    mmap = zipfile.is_zipfile(path)  # zip-format torch files can be memory-mapped
+    # No mmap: the loaded tensors become the model parameters (see `_load_part`), and those
+    # must not stay backed by a file that could change on disk.
     try:
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         detail = _unpickling_detail(str(err))
         if not trust_pickle:
@@ -116,7 +118,7 @@ def _read_pickle(path: Path, *, trust_pickle: bool) -> Any:
         raise ValueError(f"{path.name} is not a readable PyTorch checkpoint: {type(err).__name__}: {err}") from err
     logger.warning("fully unpickling trusted checkpoint %s", path)
     try:
-        return torch.load(path, map_location="cpu", weights_only=False, mmap=mmap)
+        return torch.load(path, map_location="cpu", weights_only=False)
     except (ModuleNotFoundError, AttributeError) as err:
         raise ValueError(
             f"{path.name} refers to Python code that is not installed here ({err}); "
@@ -133,7 +135,7 @@ def _unwrap_state_dict(obj: Any, name: str) -> dict[str, Tensor]:
             obj = obj["state_dict"]
     if not isinstance(obj, Mapping):
         raise ValueError(f"{name} holds a {type(obj).__name__}, not a state dict of tensors")
-    tensors = {str(k): v for k, v in obj.items() if isinstance(v, Tensor)}
+    tensors = {str(k): v.detach() for k, v in obj.items() if isinstance(v, Tensor)}
     if not tensors:
         raise ValueError(f"{name} contains no tensors")
     return tensors
@@ -162,9 +164,10 @@ def _describe_without_unet(keys: list[str]) -> str:
         return "looks like a LoRA/adapter file, not a full model"
     if any(k.startswith("control_model.") for k in keys):
         return "looks like a ControlNet, not a full model"
-    if any(k.startswith(LDM_VAE_PREFIX) for k in keys) or any(k.startswith(("encoder.down.", "decoder.up.")) for k in keys):
+    if any(k.startswith((LDM_VAE_PREFIX, "encoder.down.", "decoder.up.")) for k in keys):
         return "looks like a standalone VAE (no UNet weights)"
-    if any(k.startswith(("down_blocks.", "up_blocks.", "mid_block.", "text_model.", "encoder.down_blocks.")) for k in keys):
+    diffusers_heads = ("down_blocks.", "up_blocks.", "mid_block.", "text_model.", "encoder.down_blocks.")
+    if any(k.startswith(diffusers_heads) for k in keys):
         return "looks like one diffusers-format component (diffusers key names), not an LDM single file"
     if any(k.startswith(("double_blocks.", "joint_blocks.", "transformer_blocks.")) for k in keys):
         return "looks like a transformer-based diffusion model (SD3/Flux family)"
@@ -249,23 +252,38 @@ def _check_converted(part: str, converted: Mapping[str, Any], model: nn.Module, 
 
 
 def _build(factory: Any) -> nn.Module:
-    """Build a model without spending time on random initialisation where that is safe.
+    """Build a model without allocating or randomly initialising weights where that is safe.
 
-    Models with only persistent state are built on the meta device and materialised empty;
-    the strict load then fills every tensor. Models with non-persistent buffers (CLIP's
-    position ids) are built normally, since a load would not fill those.
+    A model whose state is all persistent is built on the meta device; the strict
+    `assign=True` load then gives every tensor its real value. A model with non-persistent
+    buffers (CLIP's position ids) is built normally, since no load would fill those.
     """
     with torch.device("meta"):
         model = factory()
     persistent = set(model.state_dict())
     if all(name in persistent for name, _ in model.named_buffers()):
-        return model.to_empty(device="cpu")
+        return model
     return factory()
 
 
 def _load_part(part: str, model: nn.Module, weights: dict[str, Any], name: str) -> nn.Module:
+    """Strictly load converted weights into `model`, adopting the tensors instead of copying.
+
+    `assign=True` makes the checkpoint tensors (cast to the model's dtype) the parameters, so
+    loading the full SD1.5 needs about one copy of the weights in memory, not two. `weights`
+    is emptied.
+    """
     _check_converted(part, weights, model, name)
-    model.load_state_dict(weights, strict=True)
+    expected = model.state_dict()
+    ready = {}
+    for key in list(weights):
+        value = weights.pop(key)
+        dtype = expected[key].dtype if value.is_floating_point() else value.dtype
+        ready[key] = value.to(dtype=dtype).contiguous()
+    model.load_state_dict(ready, strict=True, assign=True)
+    left = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
+    if left:
+        raise RuntimeError(f"{part} still has unloaded tensors after a strict load: {left[:3]}")
     return model.eval()
 
 
@@ -326,4 +344,4 @@ def load_sd15_single_file(
     text_encoder = _load_part("CLIP text encoder", text_encoder, text_weights, path.name)
 
     logger.info("loaded SD1.5 single file %s (%s UNet weights)", path.name, "EMA" if use_ema else "plain")
-    return SD15Components(unet=unet, vae=vae, text_encoder=text_encoder, scheduler_config=sd15_config("sd15_scheduler"))
+    return SD15Components(unet, vae, text_encoder, scheduler_config=sd15_config("sd15_scheduler"))

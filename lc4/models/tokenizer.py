@@ -323,11 +323,15 @@ PreTokenizer = Callable[[str, int], list[Piece]]
 
 def prompt_pieces(prompt: str, added_tokens: Sequence[str] = (BOS_TOKEN, EOS_TOKEN),
                   normalize: Normalizer = normalize_prompt,
-                  pretokenize: PreTokenizer = clip_pretokenize) -> list[Piece]:
-    """Pre-tokenize a raw prompt: added tokens split out verbatim, the rest normalized and split.
+                  pretokenize: PreTokenizer = clip_pretokenize,
+                  normalized_tokens: Sequence[str] = ()) -> list[Piece]:
+    """Pre-tokenize a raw prompt the way the tokenizer does, in three steps.
 
-    Offsets index the concatenation of the normalized segments (the added tokens kept as is),
-    which equals ``normalize(prompt)`` whenever the prompt has no added token.
+    ``added_tokens`` (the special tokens) are split out of the raw text verbatim; the rest is
+    normalized, ``normalized_tokens`` (added tokens flagged ``normalized``, e.g. textual
+    inversion words) are split out of the normalized text, and what remains is pre-tokenized.
+    Offsets index the concatenation of the normalized segments and the added tokens, which is
+    ``normalize(prompt)`` whenever the prompt contains no special token.
     """
     pieces: list[Piece] = []
     offset = 0
@@ -336,10 +340,21 @@ def prompt_pieces(prompt: str, added_tokens: Sequence[str] = (BOS_TOKEN, EOS_TOK
             pieces.append(Piece(segment, "special", offset, offset + len(segment)))
             offset += len(segment)
             continue
-        normalized = normalize(segment)
-        pieces.extend(pretokenize(normalized, offset))
-        offset += len(normalized)
+        for part, is_word in _split_added_tokens(normalize(segment), normalized_tokens):
+            if is_word:
+                pieces.append(Piece(part, "special", offset, offset + len(part)))
+            else:
+                pieces.extend(pretokenize(part, offset))
+            offset += len(part)
     return pieces
+
+
+def _added_tokens(tokenizer, normalize: Normalizer) -> tuple[list[str], list[str]]:
+    """(raw-matched, normalized-matched) added tokens of ``tokenizer``."""
+    decoder = getattr(tokenizer, "added_tokens_decoder", None) or {}
+    raw = [t.content for t in decoder.values() if not getattr(t, "normalized", False)]
+    normalized = [normalize(t.content) for t in decoder.values() if getattr(t, "normalized", False)]
+    return (raw or [BOS_TOKEN, EOS_TOKEN]), normalized
 
 
 def _backend_steps(tokenizer) -> tuple[Normalizer, PreTokenizer] | None:
@@ -359,7 +374,8 @@ def _backend_steps(tokenizer) -> tuple[Normalizer, PreTokenizer] | None:
 
 
 def _content_ids(tokenizer, text: str) -> list[int]:
-    return list(tokenizer(text, add_special_tokens=False, truncation=False)["input_ids"])
+    return list(tokenizer(text, add_special_tokens=False, truncation=False,
+                          verbose=False)["input_ids"])
 
 
 def align_pieces(prompt: str, tokenizer, use_backend: bool = True) -> list[Piece]:
@@ -377,13 +393,14 @@ def align_pieces(prompt: str, tokenizer, use_backend: bool = True) -> list[Piece
     """
     if not isinstance(prompt, str):
         raise ValueError(f"prompt must be a str, got {type(prompt).__name__}")
-    added = list(tokenizer.get_added_vocab()) if hasattr(tokenizer, "get_added_vocab") else []
-    steps = _backend_steps(tokenizer) if use_backend else None
-    pieces = prompt_pieces(prompt, added or (BOS_TOKEN, EOS_TOKEN), *(steps or ()))
+    normalize, pretokenize = (_backend_steps(tokenizer) if use_backend else None) or (
+        normalize_prompt, clip_pretokenize)
+    raw_tokens, normalized_tokens = _added_tokens(tokenizer, normalize)
+    pieces = prompt_pieces(prompt, raw_tokens, normalize, pretokenize, normalized_tokens)
     if not pieces:
         return []
     per_piece = tokenizer([p.text for p in pieces], add_special_tokens=False,
-                          truncation=False)["input_ids"]
+                          truncation=False, verbose=False)["input_ids"]
     aligned, cursor = [], 0
     for piece, ids in zip(pieces, per_piece):
         aligned.append(Piece(piece.text, piece.kind, piece.start, piece.end, tuple(ids), cursor))

@@ -2,7 +2,7 @@
 
 Item ``k`` is ``generate_video(seed_offset + k, ...)``, returned in the same dictionary format
 as the manifest datasets: ``{"pixel_values": (F, 3, H, W) float32 in [-1, 1] RGB,
-"caption": str}``. Masks and colours for evaluation come from :meth:`SyntheticVideoDataset.video`.
+"caption": str, "index": int}``. Masks and colours for evaluation come from :meth:`SyntheticVideoDataset.video`.
 Disjoint ``seed_offset`` ranges give disjoint train / validation / test splits.
 """
 
@@ -78,4 +78,4 @@ class SyntheticVideoDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         v = self.video(index)
-        return {"pixel_values": to_pixel_values(v.rgb), "caption": v.caption}
+        return {"pixel_values": to_pixel_values(v.rgb), "caption": v.caption, "index": int(index)}

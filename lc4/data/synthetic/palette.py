@@ -19,6 +19,8 @@ from typing import Iterator, Mapping, Sequence
 import numpy as np
 from skimage.color import lab2rgb, rgb2lab
 
+from .luminance import grey_level, grey_of_uint8
+
 __all__ = [
     "NamedColor",
     "Palette",
@@ -67,11 +69,12 @@ def in_srgb_gamut(lab: Sequence[float] | np.ndarray, tol: float = 1e-3) -> np.nd
     return bool(ok) if ok.ndim == 0 else ok
 
 
-def snap_to_uint8(lab: Sequence[float], l_tol: float = SNAP_L_TOL) -> tuple[int, int, int]:
-    """The 8-bit sRGB triple nearest to ``lab`` (in ΔE76) among those whose L is within ``l_tol``.
+def snap_to_uint8(lab: Sequence[float], l_tol: float = SNAP_L_TOL, same_grey: bool = True) -> tuple[int, int, int]:
+    """The 8-bit sRGB triple nearest to ``lab`` (in ΔE76) among those whose L is within ``l_tol``
+    (and, with ``same_grey``, whose 8-bit Lab-L grey equals that of a colour of lightness L).
 
     Searches the 5x5x5 neighbourhood of the rounded colour; raises ``ValueError`` when no
-    neighbour meets the lightness tolerance or the colour is out of gamut.
+    neighbour meets the constraints or the colour is out of gamut.
     """
     lab = np.asarray(lab, dtype=np.float64)
     if not in_srgb_gamut(lab):
@@ -81,6 +84,8 @@ def snap_to_uint8(lab: Sequence[float], l_tol: float = SNAP_L_TOL) -> tuple[int,
     cand = np.clip(base + offsets, 0, 255)
     cand_lab = rgb2lab((cand / 255.0)[None])[0]
     ok = np.abs(cand_lab[:, 0] - lab[0]) <= l_tol
+    if same_grey:
+        ok &= grey_of_uint8(cand) == grey_level(lab[0])
     if not ok.any():
         raise ValueError(f"no 8-bit sRGB colour within L±{l_tol} of Lab{tuple(np.round(lab, 2))}")
     d = np.linalg.norm(cand_lab - lab, axis=1)
@@ -108,9 +113,14 @@ class NamedColor:
 
 @dataclass(frozen=True)
 class Palette:
-    """An ordered set of uniquely named colours (the order is what seeds index into)."""
+    """An ordered set of uniquely named colours (the order is what seeds index into).
+
+    ``lightness`` is the design CIELAB L every colour shares (None if the palette is not
+    isoluminant); rendering locks the grey video to it.
+    """
 
     colors: tuple[NamedColor, ...]
+    lightness: float | None = None
 
     def __post_init__(self) -> None:
         names = [c.name for c in self.colors]
@@ -118,16 +128,27 @@ class Palette:
             raise ValueError("a palette needs at least 1 colour, got 0")
         if len(set(names)) != len(names):
             raise ValueError(f"palette colour names must be unique, got {names}")
+        if self.lightness is not None:
+            worst = max(abs(c.lab[0] - self.lightness) for c in self.colors)
+            if worst > 0.5:
+                raise ValueError(f"palette lightness {self.lightness} is off by {worst:.2f} L for some colour (limit 0.5)")
 
     @classmethod
     def from_mapping(cls, colors: Mapping[str, Sequence[float]]) -> "Palette":
-        """Build from ``{name: (L, a, b)}``; colours are snapped to 8-bit sRGB like the built-ins."""
+        """Build from ``{name: (L, a, b)}``; colours are snapped to 8-bit sRGB like the built-ins.
+
+        The palette counts as isoluminant (``lightness`` set to the median L) when every given
+        L is within 0.5 of the median.
+        """
         out = []
         for name, lab in colors.items():
             rgb = snap_to_uint8(lab, l_tol=0.5)
             exact = rgb2lab((np.array(rgb, dtype=np.float64) / 255.0)[None])[0]
             out.append(NamedColor(name, rgb, tuple(float(v) for v in exact)))  # type: ignore[arg-type]
-        return cls(tuple(out))
+        given = np.array([float(v[0]) for v in colors.values()])
+        median = float(np.median(given)) if len(given) else 0.0
+        iso = len(given) > 0 and bool(np.all(np.abs(given - median) <= 0.5))
+        return cls(tuple(out), median if iso else None)
 
     def __len__(self) -> int:
         return len(self.colors)
@@ -185,7 +206,8 @@ SHAPE_PALETTE = Palette(
             ("purple", 55.0, 310.0),
             ("pink", 58.0, 345.0),
         ]
-    )
+    ),
+    lightness=SHAPE_L,
 )
 
 BACKGROUND_PALETTE = Palette(
@@ -201,5 +223,6 @@ BACKGROUND_PALETTE = Palette(
             ("plum", 35.0, 325.0),
             ("charcoal", 0.0, 0.0),
         ]
-    )
+    ),
+    lightness=BACKGROUND_L,
 )

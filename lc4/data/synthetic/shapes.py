@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["SHAPE_NAMES", "Pose", "inside", "coverage"]
+__all__ = ["SHAPE_NAMES", "RING_INNER", "Pose", "inside", "coverage", "polygon_vertices"]
 
 
 def _regular(n: int, radius: float = 1.0, start_deg: float = -90.0) -> np.ndarray:
@@ -47,6 +47,13 @@ _POLYGONS: dict[str, np.ndarray] = {
 RING_INNER = 0.55
 #: Shape names in a fixed order (seeds index into it; append only).
 SHAPE_NAMES: tuple[str, ...] = ("circle", "square", "triangle", "star", "ring", "cross", "hexagon")
+
+
+def polygon_vertices(shape: str) -> np.ndarray:
+    """``(k, 2)`` outline vertices (local units) of a polygonal shape; ``ValueError`` for circle/ring."""
+    if shape not in _POLYGONS:
+        raise ValueError(f"{shape!r} is not a polygon; polygons: {', '.join(_POLYGONS)}")
+    return _POLYGONS[shape].copy()
 
 
 def _polar_tables(vertices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -14,12 +14,11 @@ from typing import Sequence
 
 import numpy as np
 
-from lc4.color import to_grey
-
 from .background import Texture, sample_texture
 from .captions import CaptionLayout, make_caption, sample_layout
 from .motion import Trajectory, sample_trajectory
 from .palette import BACKGROUND_PALETTE, MAX_TEXTURE_AMPLITUDE, SHAPE_PALETTE, Palette, lab_to_srgb_uint8
+from .luminance import grey_level, grey_of_uint8, lock_grey
 from .shapes import SHAPE_NAMES, coverage
 
 __all__ = [
@@ -118,28 +117,38 @@ def _render(
     num_frames: int,
     size: int,
     supersample: int,
-    chunk: int = 16,
+    design_l: tuple[float, float] | None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Composite back to front in CIELAB (so edges blend L independently of a, b), then sRGB."""
+    """Composite back to front in CIELAB (so edges blend L independently of a, b), then sRGB.
+
+    With ``design_l = (shape L, background L)`` the same composite is made of the design
+    lightness alone, and each frame's 8-bit grey is locked to it (:func:`lock_grey`).
+    """
     n = len(shapes)
     rgb = np.empty((num_frames, size, size, 3), dtype=np.uint8)
     masks = np.zeros((num_frames, n, size, size), dtype=bool)
-    lab = np.empty((min(chunk, num_frames), size, size, 3), dtype=np.float64)
     for t in range(num_frames):
-        k = t % chunk
-        lab[k, ..., 0] = background_lab[0] + texture(size, size, t)
-        lab[k, ..., 1:] = background_lab[1:]
+        tex = texture(size, size, t)
+        lab = np.empty((size, size, 3), dtype=np.float64)
+        lab[..., 0] = background_lab[0] + tex
+        lab[..., 1:] = background_lab[1:]
+        light = None if design_l is None else design_l[1] + tex
         alphas = [coverage(s, tr.pose(t), size, size, supersample) for s, tr in zip(shapes, trajectories)]
         for i in range(n):
-            a = alphas[i][..., None].astype(np.float64)
-            lab[k] = lab[k] * (1.0 - a) + shape_lab[i] * a
+            a = alphas[i].astype(np.float64)
+            lab = lab * (1.0 - a[..., None]) + shape_lab[i] * a[..., None]
+            if light is not None:
+                light = light * (1.0 - a) + design_l[0] * a
         # Visible share of instance i: its coverage times what every instance in front leaves.
+        # A pixel half covered by each of two instances goes to the front one (masks are disjoint).
         in_front = np.ones((size, size), dtype=np.float32)
+        claimed = np.zeros((size, size), dtype=bool)
         for i in reversed(range(n)):
-            masks[t, i] = alphas[i] * in_front >= MASK_THRESHOLD
+            masks[t, i] = (alphas[i] * in_front >= MASK_THRESHOLD) & ~claimed
+            claimed |= masks[t, i]
             in_front = in_front * (1.0 - alphas[i])
-        if k == chunk - 1 or t == num_frames - 1:
-            rgb[t - k : t + 1] = lab_to_srgb_uint8(lab[: k + 1])
+        frame = lab_to_srgb_uint8(lab)
+        rgb[t] = frame if light is None else lock_grey(frame, grey_level(light))
     return rgb, masks
 
 
@@ -188,12 +197,15 @@ def generate_video(
         background = _check_colors([background_color], background_palette, 1, "background_color")[0]
 
     shape_lab = np.array([palette[c].lab for c in colors], dtype=np.float64)
+    locked = palette.lightness is not None and background_palette.lightness is not None
+    design_l = (palette.lightness, background_palette.lightness) if locked else None
     rgb, masks = _render(
-        trajectories, shapes, shape_lab, np.array(background_palette[background].lab), texture, T, size, supersample
+        trajectories, shapes, shape_lab, np.array(background_palette[background].lab), texture, T, size, supersample,
+        design_l,
     )
     return SyntheticVideo(
         rgb=rgb,
-        grey=to_grey(rgb),
+        grey=np.repeat(grey_of_uint8(rgb)[..., None], 3, axis=-1),  # == lc4.color.to_grey(rgb)
         masks=masks,
         instance_colors=colors,
         background_color=background,

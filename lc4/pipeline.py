@@ -1,0 +1,323 @@
+"""`LC4Pipeline`: colorize a grey video from a sentence (L-C4 §3.4, SPEC §3).
+
+Flow: frames → Lab-L grey at working resolution (aspect kept, sides multiples of 8) → E^lum
+moments per frame → one video-level text embedding per prompt (CMPF's visual prompt from frames
+spread over the whole video) → DDIM (or any diffusers scheduler) with classifier-free guidance
+and Cross-Clip Fusion → decode with E^lum skips, chunk by chunk → by default the predicted chroma
+upsampled to the input's full resolution and recombined with the input's own CIELAB L.
+
+Memory: per frame only the working-resolution grey frame (uint8), its latent and its E^lum
+moments are kept; full-resolution frames are re-read chunk by chunk at the end, so a film is
+streamed from its file when bounded fusion is used.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+from einops import rearrange
+
+from . import ccf
+from .color import fit_size, is_grey, recombine_luminance, resize, to_grey
+from .models.config import LC4Config
+from .models.lc4 import LC4Model
+from .prompts import PromptSchedule, parse_prompt_schedule
+from .sampling import VideoConditioning, fused_noise_prediction, guided, sample_latents
+
+log = logging.getLogger("lc4")
+
+FUSION_MODES = ("auto", "exact", "bounded", "none")
+DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
+          "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
+
+
+@dataclass
+class LC4Output:
+    """Colour frames, uint8 RGB (T, H, W, 3): full input resolution unless recombination is off."""
+
+    frames: np.ndarray
+
+
+class FrameSource:
+    """Frames from an array/tensor/PIL list (held) or a path (re-read in chunks when needed)."""
+
+    def __init__(self, video: Any):
+        self.path: Path | None = None
+        self._frames: np.ndarray | None = None
+        if isinstance(video, (str, os.PathLike)):
+            from .io import probe
+
+            self.path = Path(video)
+            info = probe(self.path)
+            self.num_frames, self.height, self.width = info.num_frames, info.height, info.width
+        else:
+            self._frames = as_uint8_video(video)
+            self.num_frames, self.height, self.width = self._frames.shape[:3]
+        if self.num_frames < 1:
+            raise ValueError(f"the video has no frames: {video if self.path else 'empty array'}")
+
+    def chunks(self, size: int) -> Iterator[np.ndarray]:
+        """Consecutive (n, H, W, 3) uint8 chunks covering the video in order."""
+        if self._frames is not None:
+            for start in range(0, self.num_frames, size):
+                yield self._frames[start : start + size]
+        else:
+            from .io import iter_frames
+
+            yield from iter_frames(self.path, chunk_size=size)
+
+
+def as_uint8_video(video: Any) -> np.ndarray:
+    """(T, H, W, 3) uint8 from an array/tensor (uint8, or float in [0, 1]; grey (T, H, W) too) or PIL list."""
+    if isinstance(video, (list, tuple)):
+        video = np.stack([np.asarray(im.convert("RGB") if hasattr(im, "convert") else im) for im in video])
+    if isinstance(video, torch.Tensor):
+        video = video.detach().cpu()
+        if video.ndim == 4 and video.shape[1] in (1, 3) and video.shape[-1] not in (1, 3):
+            video = rearrange(video, "t c h w -> t h w c")
+        video = video.numpy()
+    video = np.asarray(video)
+    if video.ndim == 3 and video.shape[-1] not in (1, 3):
+        video = video[..., None]
+    if video.ndim == 3:  # a single (H, W, C) image
+        video = video[None]
+    if video.ndim != 4 or video.shape[-1] not in (1, 3):
+        raise ValueError(f"expected frames shaped (T, H, W, 3), got {tuple(video.shape)}")
+    if video.shape[-1] == 1:
+        video = np.repeat(video, 3, axis=-1)
+    if video.dtype != np.uint8:
+        if not np.issubdtype(video.dtype, np.floating):
+            raise ValueError(f"frames must be uint8 or float in [0, 1], got {video.dtype}")
+        video = np.clip(np.round(video * 255.0), 0, 255).astype(np.uint8)
+    return video
+
+
+class LC4Pipeline:
+    """Language-guided video colorization with an `LC4Model` and a diffusers scheduler."""
+
+    def __init__(self, model: LC4Model, scheduler: Any | None = None):
+        self.model = model.eval()
+        self.scheduler = scheduler if scheduler is not None else model.noise_scheduler("DDIMScheduler")
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | os.PathLike, torch_dtype: torch.dtype | None = None,
+                        scheduler: str | None = None) -> "LC4Pipeline":
+        """A saved L-C4 model (folder or hub id); `scheduler` names any diffusers scheduler class."""
+        model = LC4Model.from_pretrained(name_or_path, torch_dtype=torch_dtype)
+        return cls(model, model.noise_scheduler(scheduler) if scheduler else None)
+
+    @classmethod
+    def from_sd15(cls, name_or_path: str | os.PathLike, config: LC4Config | None = None, **kw: Any) -> "LC4Pipeline":
+        """A new L-C4 around SD1.5 (new parts zero-initialised): reproduces SD1.5 until trained."""
+        return cls(LC4Model.from_sd15(name_or_path, config=config, **kw))
+
+    @classmethod
+    def from_single_file(cls, path: str | os.PathLike, config: LC4Config | None = None, **kw: Any) -> "LC4Pipeline":
+        """A new L-C4 around an original-layout SD1.5 checkpoint."""
+        return cls(LC4Model.from_single_file(path, config=config, **kw))
+
+    @classmethod
+    def from_config(cls, config: LC4Config | None = None, seed: int | None = None) -> "LC4Pipeline":
+        """Random weights (tests, experiments)."""
+        return cls(LC4Model.from_config(config or LC4Config.tiny(), seed=seed))
+
+    def save_pretrained(self, path: str | os.PathLike) -> Path:
+        """Save the model (the scheduler's noise schedule is part of it)."""
+        return self.model.save_pretrained(path)
+
+    def set_scheduler(self, name: str) -> None:
+        """Switch to another diffusers scheduler class (e.g. 'DPMSolverMultistepScheduler')."""
+        self.scheduler = self.model.noise_scheduler(name)
+
+    def to(self, device: str | torch.device | None = None, dtype: torch.dtype | str | None = None) -> "LC4Pipeline":
+        """Move/cast the model; dtype float16/bfloat16 runs everything in that precision."""
+        if isinstance(dtype, str):
+            if dtype not in DTYPES:
+                raise ValueError(f"unknown dtype {dtype!r}; choose float32, float16 or bfloat16")
+            dtype = DTYPES[dtype]
+        self.model.to(device=device, dtype=dtype)
+        return self
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.unet.parameters()).device
+
+    # ---------------------------------------------------------------- inference
+    def __call__(self, video: Any, prompt: str | Sequence[str], **kwargs: Any) -> LC4Output:
+        """Colorize `video` (array (T,H,W,3), tensor, PIL list, or path) following `prompt`.
+
+        Keyword options are those of `colorize_chunks`; returns all frames in memory.
+        """
+        return LC4Output(np.concatenate(list(self.colorize_chunks(video, prompt, **kwargs))))
+
+    @torch.no_grad()
+    def colorize_chunks(
+        self,
+        video: Any,
+        prompt: str | Sequence[str],
+        *,
+        negative_prompt: str = "",
+        num_inference_steps: int = 50,
+        guidance_scale: float = 4.5,
+        generator: torch.Generator | None = None,
+        seed: int | None = None,
+        resolution: int = 256,
+        fusion: str = "auto",
+        window: str = "skip",
+        weighting: str = "distance",
+        max_interval: int | None = None,
+        clips_per_chunk: int = 4,
+        memory_budget_frames: int | None = None,
+        keep_luminance: bool = True,
+        vae_chunk_size: int = 8,
+        callback: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None,
+        progress: bool = True,
+        resume_latents: tuple[int, torch.Tensor] | None = None,
+    ) -> Iterator[np.ndarray]:
+        """Colorize and yield output frames chunk by chunk (uint8 RGB (n, H, W, 3)).
+
+        fusion: `exact` (paper's CCF: TDA outputs and noise fused across clips), `bounded` (noise
+        only, clips in chunks of `clips_per_chunk`, memory independent of length), `none` (clip by
+        clip), `auto` (exact while all clip evaluations fit `memory_budget_frames`, else bounded).
+        window `skip`|`sliding` and weighting `distance`|`uniform` select the paper's ablations.
+        """
+        model, device = self.model, self.device
+        if fusion not in FUSION_MODES:
+            raise ValueError(f"unknown fusion mode {fusion!r}; choose one of {', '.join(FUSION_MODES)}")
+        if resolution % model.vae_scale_factor:
+            raise ValueError(f"resolution must be a multiple of {model.vae_scale_factor}, got {resolution}")
+        if num_inference_steps < 1:
+            raise ValueError(f"num_inference_steps must be >= 1, got {num_inference_steps}")
+        if generator is None:
+            generator = torch.Generator().manual_seed(0 if seed is None else seed)
+        source = FrameSource(video)
+        t_frames, n_frames = source.num_frames, model.config.num_frames
+        schedule = parse_prompt_schedule(prompt, t_frames)
+        size = fit_size(source.height, source.width, resolution, multiple=model.vae_scale_factor)
+
+        grey = self._working_grey(source, size, vae_chunk_size)  # (T, h, w) uint8
+        cond = self._conditioning(grey, schedule, negative_prompt, guidance_scale, vae_chunk_size)
+
+        mode = {"exact": "skip", "bounded": "skip", "none": "none", "auto": "skip"}[fusion]
+        mode = "sliding" if (window == "sliding" and mode == "skip") else mode
+        layout = ccf.make_layout(t_frames, n_frames, mode=mode, weighting=weighting, max_interval=max_interval)
+        exact = self._use_exact(fusion, layout, cond.branches, memory_budget_frames)
+        if progress:
+            log.info("CCF: %s window, %s weights, %s mode, %d clips (%d frame evaluations/step)",
+                     mode, weighting, "exact" if exact else "bounded", layout.n_clips, layout.frame_evaluations)
+
+        self.scheduler.set_timesteps(num_inference_steps, device=device)
+        lat_shape = (t_frames, model.vae.config.latent_channels, size[0] // model.vae_scale_factor,
+                     size[1] // model.vae_scale_factor)
+        latents = torch.randn(lat_shape, generator=generator, dtype=torch.float32).to(device)
+        latents = latents * self.scheduler.init_noise_sigma
+        start = 0
+        if resume_latents is not None:
+            start, saved = resume_latents
+            latents = saved.to(device, torch.float32)
+
+        def denoise(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            eps = fused_noise_prediction(model, x, t, cond, layout, exact=exact, max_clips=clips_per_chunk)
+            return guided(eps, guidance_scale)
+
+        latents = sample_latents(denoise, latents, self.scheduler, generator=generator, callback=callback,
+                                 progress=progress, start_step=start)
+        yield from self._decode(latents, grey, source, keep_luminance, vae_chunk_size)
+
+    # ------------------------------------------------------------------ helpers
+    def _working_grey(self, source: FrameSource, size: tuple[int, int], chunk: int) -> torch.Tensor:
+        """Lab-L grey frames at working size, uint8 (T, h, w); says so when colour input is converted."""
+        out, warned = [], False
+        for frames in source.chunks(max(chunk, 16)):
+            if not warned and not is_grey(frames):
+                log.warning("input has colour: converted to grey (CIELAB L) before colorizing")
+                warned = True
+            g = torch.from_numpy(np.ascontiguousarray(to_grey(frames)[..., 0])).float()[:, None] / 255.0
+            out.append((resize(g, size).clamp(0, 1) * 255).round().to(torch.uint8)[:, 0])
+        grey = torch.cat(out)
+        if grey.shape[0] != source.num_frames:  # containers whose header count is off
+            source.num_frames = grey.shape[0]
+        return grey
+
+    def _model_grey(self, grey: torch.Tensor) -> torch.Tensor:
+        """uint8 (n, h, w) → (n, 3, h, w) in [-1, 1] on the model's device."""
+        x = grey.to(self.device).float()[:, None].expand(-1, 3, -1, -1) / 127.5 - 1
+        return x.to(self.model.lum_encoder.dtype)
+
+    def _conditioning(self, grey: torch.Tensor, schedule: PromptSchedule, negative_prompt: str,
+                      guidance_scale: float, chunk: int) -> VideoConditioning:
+        model, n_frames = self.model, self.model.config.num_frames
+        moments = torch.cat([model.encode_luminance(self._model_grey(grey[s : s + chunk])).moments
+                             for s in range(0, grey.shape[0], chunk)])
+        spread = torch.linspace(0, grey.shape[0] - 1, min(n_frames, grey.shape[0])).round().long()
+        lum_prompt = model.encode_luminance(self._model_grey(grey[spread]))
+        branches = [list(schedule.prompts)]
+        if guidance_scale != 1.0:
+            branches.insert(0, [negative_prompt] * len(schedule.prompts))
+        texts = []
+        for prompts in branches:
+            text = model.encode_prompt(prompts)
+            per_prompt = []
+            for i in range(len(prompts)):
+                one = type(text)(text.embeddings[i : i + 1], text.color_mask[i : i + 1])
+                per_prompt.append(model.fuse_text(one, lum_prompt, len(spread)))
+            texts.append(torch.cat(per_prompt))
+        frame_prompt = schedule.frame_prompt[: grey.shape[0]].to(self.device)
+        return VideoConditioning(torch.stack(texts), frame_prompt, moments)
+
+    @staticmethod
+    def _use_exact(fusion: str, layout: ccf.ClipLayout, branches: int, budget: int | None) -> bool:
+        if fusion == "exact":
+            return True
+        if fusion in ("bounded", "none"):
+            return fusion == "none"  # clip-by-clip: no cross-clip features to fuse, one batch
+        budget = budget if budget is not None else 64
+        return layout.frame_evaluations * branches <= budget
+
+    def _decode(self, latents: torch.Tensor, grey: torch.Tensor, source: FrameSource, keep_luminance: bool,
+                chunk: int) -> Iterator[np.ndarray]:
+        sources = rechunk(source.chunks(chunk), chunk) if keep_luminance else None
+        for start in range(0, latents.shape[0], chunk):
+            sl = slice(start, start + chunk)
+            rgb = self._decode_chunk(latents[sl], grey[sl])
+            pred = ((rgb.float().clamp(-1, 1) + 1) / 2).cpu()
+            if keep_luminance:
+                yield recombine_luminance(pred, next(sources))
+            else:
+                yield (rearrange(pred, "n c h w -> n h w c").numpy() * 255).round().astype(np.uint8)
+
+    def _decode_chunk(self, latents: torch.Tensor, grey: torch.Tensor) -> torch.Tensor:
+        model = self.model
+        lum = model.encode_luminance(self._model_grey(grey))
+        rgb = model.decode(latents, lum)
+        if not torch.isfinite(rgb).all():
+            if model.vae.dtype == torch.float32:
+                raise FloatingPointError("VAE decoding produced NaN/Inf in float32: the model weights are broken")
+            log.warning("VAE decoding in %s gave NaN/Inf: falling back to float32 for the VAE", model.vae.dtype)
+            model.vae.to(torch.float32)
+            model.lum_encoder.to(torch.float32)
+            lum = model.encode_luminance(self._model_grey(grey))
+            rgb = model.decode(latents.float(), lum)
+        return rgb
+
+
+def rechunk(chunks: Iterator[np.ndarray], size: int) -> Iterator[np.ndarray]:
+    """Regroup an iterator of frame chunks into chunks of exactly `size` frames (the last may be short)."""
+    buffer: list[np.ndarray] = []
+    have = 0
+    for chunk in chunks:
+        buffer.append(chunk)
+        have += len(chunk)
+        while have >= size:
+            joined = np.concatenate(buffer)
+            yield joined[:size]
+            buffer, have = [joined[size:]], have - size
+    if have:
+        yield np.concatenate(buffer)

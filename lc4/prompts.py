@@ -1,0 +1,73 @@
+"""Prompt schedules: one sentence for the whole video, or different sentences for time ranges.
+
+Syntax (CLI `--prompt`, repeatable, or a list in the API): ``"TEXT"`` for the whole video, or
+``"START-END: TEXT"`` with inclusive frame numbers, where END may be left open (``"121-: ..."``).
+Every frame must be covered exactly once.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+
+_RANGE = re.compile(r"^\s*(\d+)\s*-\s*(\d*)\s*:\s*(.*)$", re.S)
+
+
+@dataclass(frozen=True)
+class PromptSchedule:
+    """Distinct prompts and, per frame, the index of the prompt that applies."""
+
+    prompts: tuple[str, ...]
+    frame_prompt: torch.Tensor  # (T,) long
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.frame_prompt.numel())
+
+
+def parse_prompt_schedule(prompt: str | Sequence[str], num_frames: int) -> PromptSchedule:
+    """Parse one prompt or a list of ``START-END: TEXT`` entries into a per-frame schedule."""
+    entries = [prompt] if isinstance(prompt, str) else list(prompt)
+    if not entries:
+        raise ValueError("no prompt given")
+    ranged = [_RANGE.match(e) for e in entries]
+    if len(entries) == 1 and ranged[0] is None:
+        text = entries[0].strip()
+        if not text:
+            raise ValueError("the prompt is empty: describe the colours, e.g. 'a girl in a red coat'")
+        return PromptSchedule((text,), torch.zeros(num_frames, dtype=torch.long))
+    owner = torch.full((num_frames,), -1, dtype=torch.long)
+    texts: list[str] = []
+    for entry, m in zip(entries, ranged):
+        if m is None:
+            raise ValueError(f"prompt {entry!r} has no frame range: with several prompts each needs 'START-END: text'")
+        start, end = int(m.group(1)), int(m.group(2)) if m.group(2) else num_frames - 1
+        text = m.group(3).strip()
+        if not text:
+            raise ValueError(f"the prompt for frames {start}-{end} is empty")
+        if start > end or start >= num_frames:
+            raise ValueError(f"frame range {start}-{end} is empty or outside the video's {num_frames} frames")
+        end = min(end, num_frames - 1)
+        if (owner[start : end + 1] >= 0).any():
+            raise ValueError(f"frame range {start}-{end} overlaps another prompt's range")
+        if text not in texts:
+            texts.append(text)
+        owner[start : end + 1] = texts.index(text)
+    missing = (owner < 0).nonzero().flatten()
+    if len(missing):
+        raise ValueError(f"frames {missing[0].item()}..{missing[-1].item()} have no prompt ({len(missing)} frames uncovered)")
+    return PromptSchedule(tuple(texts), owner)
+
+
+def truncated_words(tokenizer, prompt: str) -> str:
+    """The part of `prompt` that falls beyond the tokenizer's window ('' when it fits)."""
+    ids = tokenizer(prompt, truncation=False).input_ids
+    limit = tokenizer.model_max_length
+    if len(ids) <= limit:
+        return ""
+    kept = tokenizer.decode(ids[1 : limit - 1], skip_special_tokens=True)
+    words, kept_words = prompt.split(), kept.split()
+    return " ".join(words[len(kept_words):]) or tokenizer.decode(ids[limit - 1 : -1], skip_special_tokens=True)

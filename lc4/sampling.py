@@ -1,0 +1,124 @@
+"""Pure sampling functions: the CCF noise predictor and the scheduler loop.
+
+`fused_noise_prediction` evaluates the UNet on every clip of a `ClipLayout` and fuses the
+per-clip predictions into one per frame (eq. 8). In **exact** mode all clips run in one batch
+and every temporal module's output is fused across clips as well (the paper's CCF); in
+**bounded** mode clips run in chunks of `max_clips` and only noise predictions are fused, so peak
+memory depends on the chunk size, not on the video's length.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from einops import rearrange
+from tqdm.auto import tqdm
+
+from .ccf import ClipLayout
+from .models.lc4 import LC4Model
+
+
+@dataclass
+class VideoConditioning:
+    """What the UNet needs for every frame, stored compactly.
+
+    `text` holds one embedding per (guidance branch, distinct prompt): (G, P, 77, d);
+    `frame_prompt` (T,) picks a prompt per frame; `lum_moments` (T, 2c, h, w) are E^lum outputs.
+    G = 2 ([unconditional, conditional]) with classifier-free guidance, else 1.
+    """
+
+    text: torch.Tensor
+    frame_prompt: torch.Tensor
+    lum_moments: torch.Tensor
+
+    @property
+    def branches(self) -> int:
+        return self.text.shape[0]
+
+
+def _clip_fuser(layout: ClipLayout, branches: int, clips: int):
+    """Temporal-module hook for exact CCF: fuse each frame's update over all clips that hold it."""
+
+    def fuse(update: torch.Tensor, geometry) -> torch.Tensor:
+        grouped = rearrange(update, "(g n f) t c -> g n f t c", g=branches, n=clips)
+        fused = torch.stack([layout.fuse_and_scatter(g) for g in grouped])
+        return rearrange(fused, "g n f t c -> (g n f) t c")
+
+    return fuse
+
+
+def fused_noise_prediction(
+    model: LC4Model,
+    latents: torch.Tensor,
+    timestep: torch.Tensor,
+    cond: VideoConditioning,
+    layout: ClipLayout,
+    *,
+    exact: bool,
+    max_clips: int = 4,
+) -> torch.Tensor:
+    """Per-frame ε̂ (G, T, c, h, w) from clip-wise UNet evaluations fused with the layout's weights."""
+    g = cond.branches
+    acc = [layout.accumulator(latents.shape[1:], dtype=torch.float32, device=latents.device) for _ in range(g)]
+    chunks = [slice(0, layout.n_clips)] if exact else list(layout.chunks(max_clips))
+    n_frames = layout.clip_frames
+    for sl in chunks:
+        idx = layout.clips[sl].to(latents.device)  # (k, N)
+        k = idx.shape[0]
+        flat = idx.flatten()
+        x = latents[flat].repeat(g, 1, 1, 1)
+        lum = cond.lum_moments[flat].repeat(g, 1, 1, 1)
+        text = rearrange(cond.text[:, cond.frame_prompt[flat]], "g n t d -> (g n) t d")
+        fuser = _clip_fuser(layout, g, k) if exact and layout.fuses_features else None
+        with model.unet.temporal_fusion(fuser):
+            eps = model.unet(x.to(model.unet.dtype), timestep, text.to(model.unet.dtype), num_frames=n_frames,
+                             lum_moments=lum)
+        eps = rearrange(eps.float(), "(g k f) c h w -> g k f c h w", g=g, k=k)
+        weights = layout.weights[sl].to(latents.device)
+        for branch in range(g):
+            acc[branch].add(idx, eps[branch], weights)
+    return torch.stack([a.result() for a in acc])
+
+
+def guided(eps: torch.Tensor, guidance_scale: float) -> torch.Tensor:
+    """Classifier-free guidance on stacked [unconditional, conditional] predictions."""
+    if eps.shape[0] == 1:
+        return eps[0]
+    uncond, text = eps[0], eps[1]
+    return uncond + guidance_scale * (text - uncond)
+
+
+def _accepts(fn: Callable, name: str) -> bool:
+    return name in inspect.signature(fn).parameters
+
+
+def sample_latents(
+    denoise: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    latents: torch.Tensor,
+    scheduler,
+    *,
+    generator: torch.Generator | None = None,
+    callback: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None,
+    progress: bool = True,
+    start_step: int = 0,
+) -> torch.Tensor:
+    """Run `scheduler` from `latents` (already scaled by init_noise_sigma) with the ε-model `denoise`.
+
+    `start_step` skips the first steps (resuming a saved run); NaN/Inf latents raise at once.
+    """
+    step_kwargs = {"generator": generator} if _accepts(scheduler.step, "generator") else {}
+    timesteps = scheduler.timesteps
+    for i, t in enumerate(tqdm(timesteps, desc="denoising", disable=not progress, initial=start_step,
+                               total=len(timesteps))):
+        if i < start_step:
+            continue
+        eps = denoise(scheduler.scale_model_input(latents, t), t)
+        latents = scheduler.step(eps.to(latents.dtype), t, latents, **step_kwargs).prev_sample
+        if not torch.isfinite(latents).all():
+            raise FloatingPointError(f"latents became NaN/Inf at step {i} (t={int(t)}): try --dtype float32")
+        if callback is not None:
+            callback(i, t, latents)
+    return latents

@@ -23,7 +23,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"lc4 {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     add_colorize(sub).set_defaults(func=lambda a: __import__("lc4.colorize_cli", fromlist=["run"]).run(a))
-    for module in ("lc4.evaluation.cli", "lc4.data.synthetic_cli", "lc4.benchmark_cli"):
+    for module in ("lc4.evaluation.cli", "lc4.data.synthetic_cli", "lc4.training.export", "lc4.benchmark_cli"):
         try:
             mod = __import__(module, fromlist=["add_parser", "run"])
         except ImportError:

@@ -1,4 +1,10 @@
-"""`lc4 colorize`: colorize a video, a frame folder or an image from a sentence (also `python infer.py`)."""
+"""`lc4 colorize`: colorize a video, a frame folder or an image from a sentence (also `python infer.py`).
+
+Everything a user can get wrong (paths, options, prompts, outputs) is checked before the model is
+loaded, so a typo costs a second, not a model load; errors are `ValueError`/`FileNotFoundError`
+with one line that `lc4.cli` prints. A run saves its latents after every denoising step beside
+the output and continues from there when the same job is started again (see docs/inference.md).
+"""
 
 from __future__ import annotations
 
@@ -7,15 +13,19 @@ import hashlib
 import json
 import logging
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Iterator
 
+import numpy as np
 import torch
 
 log = logging.getLogger("lc4")
 
 DEMO_MODEL = Path(__file__).resolve().parent / "assets" / "demo-model"
 DEFAULT_MODEL = "demo"
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
+LATENT_MULTIPLE = 8  # every SD-family VAE downsamples by 8
 
 
 def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -29,9 +39,11 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                    "(inclusive frame numbers, END may be open: '121-: ...')")
     p.add_argument("--prompts", default=None, help="batch mode: JSON or CSV mapping video name -> prompt")
     p.add_argument("--output", "-o", required=True,
-                   help="output .mp4 (H.264, source fps and audio kept), or a folder for PNG frames; batch: a folder")
+                   help="output .mp4 (H.264, source fps and audio kept), a folder for PNG frames, or an image file "
+                   "(.png/.jpg) for a single-image input; batch: a folder")
     p.add_argument("--format", choices=["auto", "mp4", "png", "both"], default="auto",
-                   help="auto: mp4 when --output ends in .mp4, else PNG frames")
+                   help="auto: mp4 when --output ends in .mp4, one image when it ends in an image suffix, "
+                   "else PNG frames; both: OUT.mp4 and the folder OUT/")
     p.add_argument("--model", default=DEFAULT_MODEL,
                    help="L-C4 folder or hub id; an SD1.5 diffusers folder or single-file checkpoint (untrained L-C4 "
                    "around it); 'demo' = the shipped demo model; 'random-tiny' = random weights")
@@ -47,9 +59,9 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--window", choices=["skip", "sliding"], default="skip", help="CCF clip layout")
     p.add_argument("--weighting", choices=["distance", "uniform"], default="distance", help="CCF fusion weights")
     p.add_argument("--max-interval", type=int, default=None, help="cap on the skip-window interval D")
-    p.add_argument("--clips-per-chunk", type=int, default=4, help="bounded mode: clips per UNet batch")
+    p.add_argument("--clips-per-chunk", type=int, default=4, help="bounded/none modes: clips per UNet batch")
     p.add_argument("--memory-budget-frames", type=int, default=64,
-                   help="auto fusion: exact while all clip frame-evaluations per step fit this many frames")
+                   help="auto fusion: exact while all clip frame-evaluations per step (x2 with guidance) fit this")
     p.add_argument("--raw", action="store_true",
                    help="write the decoder output at working resolution instead of recombining the chroma with the "
                    "input's own luminance at full resolution")
@@ -69,6 +81,89 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return add_arguments(subparsers.add_parser("colorize", help="colorize a grey video from a sentence"))
+
+
+# --------------------------------------------------------------------------- up-front checks
+
+
+def check_options(args: argparse.Namespace) -> None:
+    """Numeric option limits and the scheduler name, before anything is loaded."""
+    positive = {"--steps": args.steps, "--clips-per-chunk": args.clips_per_chunk,
+                "--memory-budget-frames": args.memory_budget_frames, "--vae-chunk": args.vae_chunk}
+    if args.max_interval is not None:
+        positive["--max-interval"] = args.max_interval
+    for name, value in positive.items():
+        if value < 1:
+            raise ValueError(f"{name} must be >= 1, got {value}")
+    if args.resolution is not None and (args.resolution < LATENT_MULTIPLE or args.resolution % LATENT_MULTIPLE):
+        raise ValueError(f"--resolution must be a positive multiple of {LATENT_MULTIPLE}, got {args.resolution}")
+    if not 0 <= args.crf <= 51:
+        raise ValueError(f"--crf must be in 0..51, got {args.crf}")
+    if not np.isfinite(args.guidance):
+        raise ValueError(f"--guidance must be a finite number, got {args.guidance}")
+    import diffusers
+
+    if not args.scheduler.endswith("Scheduler") or getattr(diffusers, args.scheduler, None) is None:
+        raise ValueError(f"unknown scheduler {args.scheduler!r}: use a diffusers scheduler class name such as "
+                         "DDIMScheduler or DPMSolverMultistepScheduler")
+
+
+@dataclass
+class Job:
+    """One input, its prompt entries and where its outputs go (validated, nothing computed yet)."""
+
+    input: Path
+    prompts: list[str]
+    output: Path
+    fmt: str  # mp4 | png | both | image
+    num_frames: int
+    frame_rate: Any
+    has_audio: bool
+
+    @property
+    def mp4(self) -> Path:
+        return self.output if self.output.suffix.lower() == ".mp4" else self.output.with_suffix(".mp4")
+
+    @property
+    def png(self) -> Path:
+        return self.output.with_suffix("") if self.output.suffix.lower() == ".mp4" else self.output
+
+    @property
+    def targets(self) -> list[Path]:
+        if self.fmt == "image":
+            return [self.output]
+        return ([self.mp4] if self.fmt in ("mp4", "both") else []) + ([self.png] if self.fmt in ("png", "both") else [])
+
+    @property
+    def state_file(self) -> Path:
+        first = self.targets[0]
+        return first.with_name(f".{first.name}.lc4-resume.pt")
+
+
+def output_format(requested: str, output: Path) -> str:
+    """mp4 | png | both | image, from --format and the output's suffix."""
+    if requested != "auto":
+        return requested
+    suffix = output.suffix.lower()
+    return "mp4" if suffix == ".mp4" else "image" if suffix in IMAGE_SUFFIXES else "png"
+
+
+def plan_job(input_path: Path, prompts: list[str], output: Path, args: argparse.Namespace) -> Job:
+    """Probe the input, parse the prompt schedule and check the outputs; raises on anything wrong."""
+    from .io import check_output_path, probe
+    from .prompts import parse_prompt_schedule
+
+    info = probe(input_path)
+    parse_prompt_schedule(prompts if len(prompts) > 1 else prompts[0], info.num_frames)
+    fmt = output_format(args.format, output)
+    if fmt == "image" and info.num_frames != 1:
+        raise ValueError(f"--output {output} names one image but {input_path} has {info.num_frames} frames: "
+                         "give a .mp4 or a folder")
+    job = Job(input_path, list(prompts), output, fmt, info.num_frames, info.frame_rate, info.has_audio)
+    for target in job.targets:
+        check_output_path(target, overwrite=args.overwrite, inputs=[input_path],
+                          directory=target == job.png and fmt in ("png", "both"))
+    return job
 
 
 def load_pipeline(model: str, device: str, dtype: str, scheduler: str, trust_checkpoint: bool = False):
@@ -99,120 +194,188 @@ def load_pipeline(model: str, device: str, dtype: str, scheduler: str, trust_che
     dev = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
     if dev.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"--device {dev}: CUDA is not available on this machine")
-    return pipe.to(dev, dtype)
+    pipe = pipe.to(dev, dtype)
+    pipe.enable_attention_backend()
+    return pipe
 
 
-def _check_prompts(pipe, prompts: list[str], allow_truncation: bool) -> None:
-    from .prompts import truncated_words
+def check_prompt_lengths(pipe, prompts: Iterable[str], allow_truncation: bool) -> None:
+    """Refuse prompts longer than the CLIP window unless --truncate-prompt is given."""
+    from .prompts import prompt_text, truncated_words
 
-    for text in prompts:
-        text = text.split(":", 1)[1] if ":" in text and text.split(":", 1)[0].replace("-", "").strip().isdigit() else text
-        cut = truncated_words(pipe.model.tokenizer, text.strip())
+    for entry in prompts:
+        cut = truncated_words(pipe.model.tokenizer, prompt_text(entry))
         if cut:
-            msg = f"prompt longer than {pipe.model.tokenizer.model_max_length} CLIP tokens; cut words: '{cut}'"
-            if not allow_truncation:
-                raise ValueError(msg + " (shorten it or pass --truncate-prompt)")
-            log.warning(msg)
+            if not allow_truncation:  # with --truncate-prompt the pipeline warns with the same words
+                raise ValueError(f"prompt longer than {pipe.model.tokenizer.model_max_length} CLIP tokens; "
+                                 f"cut words: '{cut}' (shorten it or pass --truncate-prompt)")
 
 
-def _job_key(args: argparse.Namespace, input_path: Path, prompts: list[str]) -> str:
+# --------------------------------------------------------------------------- resume state
+
+
+def job_key(args: argparse.Namespace, job: Job) -> str:
+    """Hash of everything that defines a run's latents: a saved state is reused only for the same key.
+
+    Memory knobs (--clips-per-chunk, --memory-budget-frames, --vae-chunk, --device) are left
+    out on purpose, so a run that ran out of memory can be resumed with smaller chunks.
+    """
     keys = ["model", "steps", "guidance", "negative_prompt", "seed", "resolution", "scheduler", "fusion", "window",
             "weighting", "max_interval", "dtype"]
-    payload = {k: getattr(args, k) for k in keys} | {"input": str(input_path.resolve()), "prompts": prompts}
+    stat = job.input.stat()
+    payload = {k: getattr(args, k) for k in keys} | {
+        "input": str(job.input.resolve()), "input_size": stat.st_size, "input_mtime": stat.st_mtime_ns,
+        "prompts": job.prompts,
+    }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def colorize_one(pipe, input_path: Path, prompts: list[str], output: Path, args: argparse.Namespace) -> Path:
-    """Colorize one input to `output` (mp4 and/or png folder), resumable per denoising step."""
-    from .io import VideoWriter, check_output_path, probe, write_png_folder
-
-    fmt = args.format if args.format != "auto" else ("mp4" if output.suffix.lower() == ".mp4" else "png")
-    mp4 = output if output.suffix.lower() == ".mp4" else output.with_suffix(".mp4")
-    png = output.with_suffix("") if output.suffix.lower() == ".mp4" else output
-    targets = ([mp4] if fmt in ("mp4", "both") else []) + ([png] if fmt in ("png", "both") else [])
-    for t in targets:
-        check_output_path(t, overwrite=args.overwrite, inputs=[input_path])
-    info = probe(input_path)
-    _check_prompts(pipe, prompts, args.truncate_prompt)
-
-    state_file = targets[0].with_name(f".{targets[0].name}.lc4-resume.pt")
-    key = _job_key(args, input_path, prompts)
-    resume = None
-    if state_file.exists() and not args.no_resume:
+def load_state(state_file: Path, key: str, steps: int) -> tuple[int, torch.Tensor] | None:
+    """(next step, latents) from a saved state of the same job, else None (unreadable files are ignored)."""
+    if not state_file.exists():
+        return None
+    try:
         saved = torch.load(state_file, weights_only=True)
-        if saved.get("key") == key:
-            resume = (int(saved["step"]) + 1, saved["latents"])
-            log.warning("resuming a saved run at step %d/%d", resume[0], args.steps)
+        step, latents = int(saved["step"]), saved["latents"]
+        same = saved.get("key") == key and isinstance(latents, torch.Tensor) and 0 <= step < steps
+    except Exception as exc:  # a torn or foreign file must not block a fresh run
+        log.warning("ignoring the unreadable resume file %s (%s)", state_file, type(exc).__name__)
+        return None
+    if not same:
+        log.warning("ignoring the resume file %s: it belongs to another job", state_file)
+        return None
+    log.warning("resuming a saved run after step %d/%d (--no-resume starts afresh)", step + 1, steps)
+    return step + 1, latents
 
-    def save_state(step: int, _t: Any, latents: torch.Tensor) -> None:
-        tmp = state_file.with_suffix(".tmp")
-        torch.save({"key": key, "step": step, "latents": latents.cpu()}, tmp)
+
+def state_saver(state_file: Path, key: str):
+    """Per-step callback writing (key, step, latents) atomically."""
+
+    def save(step: int, _t: Any, latents: torch.Tensor) -> None:
+        tmp = state_file.with_name(state_file.name + ".tmp")
+        torch.save({"key": key, "step": step, "latents": latents.detach().cpu()}, tmp)
         tmp.replace(state_file)
 
-    kwargs = dict(
+    return save
+
+
+# --------------------------------------------------------------------------- one job
+
+
+def _tee(chunks: Iterable[np.ndarray], writer) -> Iterator[np.ndarray]:
+    """Pass chunks through, writing each to `writer` first (MP4 and PNG from one stream)."""
+    for chunk in chunks:
+        writer.write(chunk)
+        yield chunk
+
+
+def pipeline_kwargs(pipe, args: argparse.Namespace) -> dict[str, Any]:
+    """`colorize_chunks` keyword arguments from the command line."""
+    return dict(
         negative_prompt=args.negative_prompt, num_inference_steps=args.steps, guidance_scale=args.guidance,
         seed=args.seed, resolution=args.resolution or pipe.model.config.resolution, fusion=args.fusion,
         window=args.window, weighting=args.weighting, max_interval=args.max_interval,
         clips_per_chunk=args.clips_per_chunk, memory_budget_frames=args.memory_budget_frames,
         keep_luminance=not args.raw, vae_chunk_size=args.vae_chunk, progress=not args.quiet,
-        callback=save_state if info.num_frames > 1 else None, resume_latents=resume,
     )
-    chunks = pipe.colorize_chunks(str(input_path), prompts if len(prompts) > 1 else prompts[0], **kwargs)
-    if fmt == "png":
-        write_png_folder(chunks, png, overwrite=args.overwrite, inputs=[input_path])
-    else:
-        audio = input_path if info.has_audio else None
-        with VideoWriter(mp4, info.frame_rate, crf=args.crf, audio_from=audio, overwrite=args.overwrite,
-                         inputs=[input_path]) as writer:
-            frames = []
-            for chunk in chunks:
-                writer.write(chunk)
-                if fmt == "both":
-                    frames.append(chunk)
-        if fmt == "both":
-            import numpy as np
 
-            write_png_folder(np.concatenate(frames), png, overwrite=args.overwrite, inputs=[input_path])
-    state_file.unlink(missing_ok=True)
-    return targets[0]
+
+def colorize_job(pipe, job: Job, args: argparse.Namespace) -> Path:
+    """Colorize one planned job to its outputs (mp4, png folder, both, or one image), resumably."""
+    from PIL import Image
+
+    from .io import VideoWriter, atomic_output, write_png_folder
+
+    check_prompt_lengths(pipe, [*job.prompts, args.negative_prompt], args.truncate_prompt)
+    key = job_key(args, job)
+    resume = None if args.no_resume else load_state(job.state_file, key, args.steps)
+    chunks = pipe.colorize_chunks(str(job.input), job.prompts if len(job.prompts) > 1 else job.prompts[0],
+                                  callback=state_saver(job.state_file, key), resume_latents=resume,
+                                  **pipeline_kwargs(pipe, args))
+    if job.fmt == "image":
+        frame = np.concatenate(list(chunks))[0]
+        with atomic_output(job.output, overwrite=args.overwrite, inputs=[job.input]) as tmp:
+            Image.fromarray(frame).save(tmp, format=Image.registered_extensions()[job.output.suffix.lower()])
+    elif job.fmt == "png":
+        write_png_folder(chunks, job.png, overwrite=args.overwrite, inputs=[job.input])
+    else:
+        audio = job.input if job.has_audio else None
+        with VideoWriter(job.mp4, job.frame_rate, crf=args.crf, audio_from=audio, overwrite=args.overwrite,
+                         inputs=[job.input]) as writer:
+            if job.fmt == "both":  # streamed to both outputs: no full-length frame buffer
+                write_png_folder(_tee(chunks, writer), job.png, overwrite=args.overwrite, inputs=[job.input])
+            else:
+                for _ in _tee(chunks, writer):
+                    pass
+    job.state_file.unlink(missing_ok=True)
+    return job.targets[0]
+
+
+def colorize_one(pipe, input_path: Path, prompts: list[str], output: Path, args: argparse.Namespace) -> Path:
+    """Plan and run one job (kept for callers of the earlier API)."""
+    return colorize_job(pipe, plan_job(input_path, prompts, output, args), args)
+
+
+# --------------------------------------------------------------------------- batch
+
+
+def plan_batch(input_dir: Path, table: dict[str, str], out_dir: Path, args: argparse.Namespace) -> list[Job]:
+    """One job per prompts-table entry that names a video/frame folder in `input_dir` (existing outputs skipped)."""
+    if not input_dir.is_dir():
+        raise ValueError(f"with --prompts, INPUT must be a folder of videos, got {input_dir}")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"with --prompts, --output must be a folder, got the file {out_dir}")
+    entries = sorted(input_dir.iterdir())
+    jobs: list[Job] = []
+    matched = 0
+    for name, prompt in sorted(table.items()):
+        found = [p for p in entries if p.name == name] or [p for p in entries if p.stem == name]
+        if not found:
+            log.warning("%s: no video or frame folder named so in %s, skipped", name, input_dir)
+            continue
+        matched += 1
+        source = found[0]
+        base = source.stem if source.is_file() else source.name
+        target = out_dir / (base if args.format == "png" else f"{base}.mp4")
+        if target.exists() and not args.overwrite:
+            log.warning("%s: %s exists, skipped (use --overwrite to redo)", name, target)
+            continue
+        jobs.append(plan_job(source, [prompt], target, args))
+    if not matched:
+        raise ValueError(f"none of the {len(table)} names in the prompts file is a video or frame folder in {input_dir}")
+    return jobs
+
+
+# --------------------------------------------------------------------------- entry points
 
 
 def run(args: argparse.Namespace) -> int:
+    from .evaluation.prompts import load_prompts
     from .models.attention import describe_backend, set_attention_backend
 
     set_attention_backend(args.attention)
     input_path = Path(args.input)
     if not input_path.exists():
         raise FileNotFoundError(f"input not found: {input_path}")
+    if args.prompts is not None and args.prompt:
+        raise ValueError("give --prompt for one input or --prompts for a folder of videos, not both")
     if args.prompts is None and not args.prompt:
         raise ValueError("give --prompt TEXT (or --prompts FILE for a folder of videos)")
+    check_options(args)
+    if args.prompts is None:
+        jobs = [plan_job(input_path, args.prompt, Path(args.output), args)]
+    else:
+        jobs = plan_batch(input_path, load_prompts(args.prompts), Path(args.output), args)
+        Path(args.output).mkdir(parents=True, exist_ok=True)
+    if not jobs:
+        print("nothing to do: every output exists (use --overwrite to redo)")
+        return 0
     pipe = load_pipeline(args.model, args.device, args.dtype, args.scheduler, args.trust_checkpoint)
     if not args.quiet:
         log.info("%s; device %s, dtype %s", describe_backend(pipe.device), pipe.device, args.dtype)
-    if args.prompts is None:
-        out = colorize_one(pipe, input_path, args.prompt, Path(args.output), args)
-        print(f"wrote {out}")
-        return 0
-    from .evaluation.prompts import load_prompts
-
-    table = load_prompts(args.prompts)
-    if not input_path.is_dir():
-        raise ValueError("with --prompts, INPUT must be a folder of videos")
-    out_dir = Path(args.output)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    done = 0
-    for name, prompt in sorted(table.items()):
-        candidates = [p for p in input_path.iterdir() if p.stem == name or p.name == name]
-        if not candidates:
-            log.warning("%s: no video or frame folder named so in %s, skipped", name, input_path)
-            continue
-        target = out_dir / (f"{name}.mp4" if args.format in ("auto", "mp4", "both") else name)
-        if target.exists() and not args.overwrite:
-            log.warning("%s: output exists, skipped (use --overwrite to redo)", name)
-            continue
-        colorize_one(pipe, candidates[0], [prompt], target, args)
-        done += 1
-        print(f"[{done}/{len(table)}] wrote {target}")
+    for i, job in enumerate(jobs, start=1):
+        out = colorize_job(pipe, job, args)
+        print(f"wrote {out}" if len(jobs) == 1 else f"[{i}/{len(jobs)}] wrote {out}")
     return 0
 
 

@@ -1,14 +1,18 @@
 """`LC4Pipeline`: colorize a grey video from a sentence (L-C4 §3.4, SPEC §3).
 
 Flow: frames → Lab-L grey at working resolution (aspect kept, sides multiples of 8) → E^lum
-moments per frame → one video-level text embedding per prompt (CMPF's visual prompt from frames
-spread over the whole video) → DDIM (or any diffusers scheduler) with classifier-free guidance
+moments per frame → one text embedding per prompt (CMPF's visual prompt from up to N^f frames
+spread over the frames that prompt covers) → DDIM (or any diffusers scheduler) with classifier-free guidance
 and Cross-Clip Fusion → decode with E^lum skips, chunk by chunk → by default the predicted chroma
 upsampled to the input's full resolution and recombined with the input's own CIELAB L.
 
-Memory: per frame only the working-resolution grey frame (uint8), its latent and its E^lum
-moments are kept; full-resolution frames are re-read chunk by chunk at the end, so a film is
-streamed from its file when bounded fusion is used.
+Memory: per frame only the working-resolution grey frame (uint8), its latent, its E^lum
+moments and the fusion sums are kept (O(T), small); UNet activations are bounded by
+`clips_per_chunk` in bounded/none modes; full-resolution frames are re-read chunk by chunk at the
+end, so a film is streamed from its file.
+
+The frame count is the decoder's, not the container header's: the prompt schedule and every
+per-frame buffer follow the frames actually decoded.
 """
 
 from __future__ import annotations
@@ -27,12 +31,15 @@ from . import ccf
 from .color import fit_size, is_grey, recombine_luminance, resize, to_grey
 from .models.config import LC4Config
 from .models.lc4 import LC4Model
-from .prompts import PromptSchedule, parse_prompt_schedule
+from .prompts import PromptSchedule, parse_prompt_schedule, truncated_words
 from .sampling import VideoConditioning, fused_noise_prediction, guided, sample_latents
 
 log = logging.getLogger("lc4")
 
 FUSION_MODES = ("auto", "exact", "bounded", "none")
+WINDOWS = ("skip", "sliding")
+WEIGHTINGS = ("distance", "uniform")
+DEFAULT_MEMORY_BUDGET_FRAMES = 64
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
           "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
 
@@ -91,9 +98,13 @@ def as_uint8_video(video: Any) -> np.ndarray:
         raise ValueError(f"expected frames shaped (T, H, W, 3), got {tuple(video.shape)}")
     if video.shape[-1] == 1:
         video = np.repeat(video, 3, axis=-1)
+    if video.shape[0] == 0:
+        raise ValueError("the video has no frames: empty array")
     if video.dtype != np.uint8:
         if not np.issubdtype(video.dtype, np.floating):
             raise ValueError(f"frames must be uint8 or float in [0, 1], got {video.dtype}")
+        if not np.isfinite(video).all():
+            raise ValueError("frames contain NaN or Inf values")
         video = np.clip(np.round(video * 255.0), 0, 255).astype(np.uint8)
     return video
 
@@ -149,6 +160,20 @@ class LC4Pipeline:
     def device(self) -> torch.device:
         return next(self.model.unet.parameters()).device
 
+    def enable_attention_backend(self) -> str:
+        """Apply the process-wide attention setting (`lc4.models.attention`) to the diffusers parts.
+
+        TDA and CMPF read the setting at every call; the UNet's and VAE's own attention switch to
+        xformers here when the setting resolves to it (CUDA only). Returns the backend in use.
+        """
+        from .models.attention import resolve_backend
+
+        backend = resolve_backend(self.device)
+        if backend == "xformers":  # CUDA only: untested on the CPU-only development machines
+            self.model.unet.unet.enable_xformers_memory_efficient_attention()
+            self.model.vae.enable_xformers_memory_efficient_attention()
+        return backend
+
     # ---------------------------------------------------------------- inference
     def __call__(self, video: Any, prompt: str | Sequence[str], **kwargs: Any) -> LC4Output:
         """Colorize `video` (array (T,H,W,3), tensor, PIL list, or path) following `prompt`.
@@ -185,33 +210,47 @@ class LC4Pipeline:
 
         fusion: `exact` (paper's CCF: TDA outputs and noise fused across clips), `bounded` (noise
         only, clips in chunks of `clips_per_chunk`, memory independent of length), `none` (clip by
-        clip), `auto` (exact while all clip evaluations fit `memory_budget_frames`, else bounded).
+        clip, in chunks of `clips_per_chunk`), `auto` (exact while all clip evaluations, times 2
+        with guidance, fit `memory_budget_frames` (default 64), else bounded).
         window `skip`|`sliding` and weighting `distance`|`uniform` select the paper's ablations.
+        keep_luminance: recombine the predicted chroma with the input's own CIELAB L at the input's
+        full resolution (default); False yields the raw decoder output at working resolution.
+        callback(step, timestep, latents) runs after every denoising step; `resume_latents` =
+        (next step, latents after the previous step) continues a saved run.
+        Bad options raise `ValueError` before any frame is decoded.
         """
         model, device = self.model, self.device
-        if fusion not in FUSION_MODES:
-            raise ValueError(f"unknown fusion mode {fusion!r}; choose one of {', '.join(FUSION_MODES)}")
-        if resolution % model.vae_scale_factor:
-            raise ValueError(f"resolution must be a multiple of {model.vae_scale_factor}, got {resolution}")
-        if num_inference_steps < 1:
-            raise ValueError(f"num_inference_steps must be >= 1, got {num_inference_steps}")
+        _check_options(fusion=fusion, window=window, weighting=weighting, resolution=resolution,
+                       factor=model.vae_scale_factor, steps=num_inference_steps, guidance_scale=guidance_scale,
+                       clips_per_chunk=clips_per_chunk, vae_chunk_size=vae_chunk_size,
+                       memory_budget_frames=memory_budget_frames, max_interval=max_interval)
         if generator is None:
             generator = torch.Generator().manual_seed(0 if seed is None else seed)
         source = FrameSource(video)
-        t_frames, n_frames = source.num_frames, model.config.num_frames
-        schedule = parse_prompt_schedule(prompt, t_frames)
+        n_frames = model.config.num_frames
+        try:  # fail on a bad prompt before decoding anything...
+            schedule: PromptSchedule | None = parse_prompt_schedule(prompt, source.num_frames)
+        except ValueError:
+            if source.path is None:  # ...unless a file's header count may be wrong: decode first
+                raise
+            schedule = None
         size = fit_size(source.height, source.width, resolution, multiple=model.vae_scale_factor)
 
         grey = self._working_grey(source, size, vae_chunk_size)  # (T, h, w) uint8
+        t_frames = grey.shape[0]  # the decoded count, authoritative
+        if schedule is None or schedule.num_frames != t_frames:
+            schedule = parse_prompt_schedule(prompt, t_frames)
         cond = self._conditioning(grey, schedule, negative_prompt, guidance_scale, vae_chunk_size)
 
-        mode = {"exact": "skip", "bounded": "skip", "none": "none", "auto": "skip"}[fusion]
-        mode = "sliding" if (window == "sliding" and mode == "skip") else mode
-        layout = ccf.make_layout(t_frames, n_frames, mode=mode, weighting=weighting, max_interval=max_interval)
+        mode = "none" if fusion == "none" else window
+        layout = ccf.make_layout(t_frames, n_frames, mode=mode, weighting=weighting,
+                                 max_interval=max_interval if mode == "skip" else None)
         exact = self._use_exact(fusion, layout, cond.branches, memory_budget_frames)
         if progress:
-            log.info("CCF: %s window, %s weights, %s mode, %d clips (%d frame evaluations/step)",
-                     mode, weighting, "exact" if exact else "bounded", layout.n_clips, layout.frame_evaluations)
+            how = "no CCF (clip by clip)" if mode == "none" else \
+                f"{mode} window, {weighting} weights, {'exact' if exact else 'bounded'} fusion"
+            log.info("CCF: %s; %d clips, %d frame evaluations per step (x%d with guidance)",
+                     how, layout.n_clips, layout.frame_evaluations, cond.branches)
 
         self.scheduler.set_timesteps(num_inference_steps, device=device)
         lat_shape = (t_frames, model.vae.config.latent_channels, size[0] // model.vae_scale_factor,
@@ -221,6 +260,9 @@ class LC4Pipeline:
         start = 0
         if resume_latents is not None:
             start, saved = resume_latents
+            if tuple(saved.shape) != lat_shape:
+                raise ValueError(f"saved latents have shape {tuple(saved.shape)}, this run needs {lat_shape}: "
+                                 "they belong to another video or resolution")
             latents = saved.to(device, torch.float32)
 
         def denoise(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -243,6 +285,8 @@ class LC4Pipeline:
             out.append((resize(g, size).clamp(0, 1) * 255).round().to(torch.uint8)[:, 0])
         grey = torch.cat(out)
         if grey.shape[0] != source.num_frames:  # containers whose header count is off
+            log.warning("the container says %d frames but %d were decoded: using %d",
+                        source.num_frames, grey.shape[0], grey.shape[0])
             source.num_frames = grey.shape[0]
         return grey
 
@@ -254,10 +298,17 @@ class LC4Pipeline:
     def _conditioning(self, grey: torch.Tensor, schedule: PromptSchedule, negative_prompt: str,
                       guidance_scale: float, chunk: int) -> VideoConditioning:
         model, n_frames = self.model, self.model.config.num_frames
+        if schedule.num_frames != grey.shape[0]:
+            raise ValueError(f"prompt schedule covers {schedule.num_frames} frames, the video has {grey.shape[0]}")
         moments = torch.cat([model.encode_luminance(self._model_grey(grey[s : s + chunk])).moments
                              for s in range(0, grey.shape[0], chunk)])
-        spread = torch.linspace(0, grey.shape[0] - 1, min(n_frames, grey.shape[0])).round().long()
-        lum_prompt = model.encode_luminance(self._model_grey(grey[spread]))
+        # CMPF's visual prompt for each prompt: up to N^f frames spread over the frames it covers
+        picks = prompt_frames(schedule, n_frames)
+        lum_prompts = [model.encode_luminance(self._model_grey(grey[idx])) for idx in picks]
+        for text in dict.fromkeys([*schedule.prompts, negative_prompt]):
+            cut = truncated_words(model.tokenizer, text)
+            if cut:
+                log.warning("prompt longer than %d CLIP tokens; cut words: '%s'", model.tokenizer.model_max_length, cut)
         branches = [list(schedule.prompts)]
         if guidance_scale != 1.0:
             branches.insert(0, [negative_prompt] * len(schedule.prompts))
@@ -267,18 +318,18 @@ class LC4Pipeline:
             per_prompt = []
             for i in range(len(prompts)):
                 one = type(text)(text.embeddings[i : i + 1], text.color_mask[i : i + 1])
-                per_prompt.append(model.fuse_text(one, lum_prompt, len(spread)))
+                per_prompt.append(model.fuse_text(one, lum_prompts[i], len(picks[i])))
             texts.append(torch.cat(per_prompt))
-        frame_prompt = schedule.frame_prompt[: grey.shape[0]].to(self.device)
-        return VideoConditioning(torch.stack(texts), frame_prompt, moments)
+        return VideoConditioning(torch.stack(texts), schedule.frame_prompt.to(self.device), moments)
 
     @staticmethod
     def _use_exact(fusion: str, layout: ccf.ClipLayout, branches: int, budget: int | None) -> bool:
+        """Whether every clip runs in one UNet batch with feature fusion (see `colorize_chunks`)."""
         if fusion == "exact":
             return True
-        if fusion in ("bounded", "none"):
-            return fusion == "none"  # clip-by-clip: no cross-clip features to fuse, one batch
-        budget = budget if budget is not None else 64
+        if fusion in ("bounded", "none"):  # none: clips are independent, so chunk them like bounded
+            return False
+        budget = budget if budget is not None else DEFAULT_MEMORY_BUDGET_FRAMES
         return layout.frame_evaluations * branches <= budget
 
     def _decode(self, latents: torch.Tensor, grey: torch.Tensor, source: FrameSource, keep_luminance: bool,
@@ -289,7 +340,11 @@ class LC4Pipeline:
             rgb = self._decode_chunk(latents[sl], grey[sl])
             pred = ((rgb.float().clamp(-1, 1) + 1) / 2).cpu()
             if keep_luminance:
-                yield recombine_luminance(pred, next(sources))
+                full = next(sources, None)
+                if full is None or len(full) != pred.shape[0]:
+                    raise ValueError(f"the input gave fewer frames when re-read for recombination than the "
+                                     f"{latents.shape[0]} decoded at first (changed or unreliable file?)")
+                yield recombine_luminance(pred, full)
             else:
                 yield (rearrange(pred, "n c h w -> n h w c").numpy() * 255).round().astype(np.uint8)
 
@@ -306,6 +361,39 @@ class LC4Pipeline:
             lum = model.encode_luminance(self._model_grey(grey))
             rgb = model.decode(latents.float(), lum)
         return rgb
+
+
+def prompt_frames(schedule: PromptSchedule, count: int) -> list[torch.Tensor]:
+    """For each prompt of `schedule`, up to `count` frame indices spread evenly over the frames it covers."""
+    picks = []
+    for p in range(len(schedule.prompts)):
+        frames = (schedule.frame_prompt == p).nonzero().flatten()
+        spread = torch.linspace(0, len(frames) - 1, min(count, len(frames))).round().long()
+        picks.append(frames[spread])
+    return picks
+
+
+def _check_options(*, fusion: str, window: str, weighting: str, resolution: int, factor: int, steps: int,
+                   guidance_scale: float, clips_per_chunk: int, vae_chunk_size: int,
+                   memory_budget_frames: int | None, max_interval: int | None) -> None:
+    """Every option limit, checked before any work, each with one message naming limit and value."""
+    for name, value, choices in (("fusion", fusion, FUSION_MODES), ("window", window, WINDOWS),
+                                 ("weighting", weighting, WEIGHTINGS)):
+        if value not in choices:
+            raise ValueError(f"unknown {name} {value!r}; choose one of {', '.join(choices)}")
+    ints = {"resolution": resolution, "num_inference_steps": steps, "clips_per_chunk": clips_per_chunk,
+            "vae_chunk_size": vae_chunk_size}
+    if memory_budget_frames is not None:
+        ints["memory_budget_frames"] = memory_budget_frames
+    if max_interval is not None:
+        ints["max_interval"] = max_interval
+    for name, value in ints.items():
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    if resolution % factor:
+        raise ValueError(f"resolution must be a multiple of {factor}, got {resolution}")
+    if not np.isfinite(guidance_scale):
+        raise ValueError(f"guidance_scale must be a finite number, got {guidance_scale!r}")
 
 
 def rechunk(chunks: Iterator[np.ndarray], size: int) -> Iterator[np.ndarray]:

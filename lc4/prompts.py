@@ -62,12 +62,29 @@ def parse_prompt_schedule(prompt: str | Sequence[str], num_frames: int) -> Promp
     return PromptSchedule(tuple(texts), owner)
 
 
+def prompt_text(entry: str) -> str:
+    """The text of one schedule entry: ``"START-END: TEXT"`` → ``TEXT``, a plain prompt unchanged."""
+    m = _RANGE.match(entry)
+    return (m.group(3) if m else entry).strip()
+
+
 def truncated_words(tokenizer, prompt: str) -> str:
-    """The part of `prompt` that falls beyond the tokenizer's window ('' when it fits)."""
-    ids = tokenizer(prompt, truncation=False).input_ids
+    """The part of `prompt` that falls beyond the tokenizer's window ('' when it fits), as the user wrote it.
+
+    The window holds `model_max_length` tokens including the start and end tokens (77 for CLIP, so
+    75 text tokens). With a fast tokenizer the cut is located by character offsets, so the returned
+    text is verbatim; otherwise the dropped tokens are decoded (lower-cased, re-spaced).
+    """
     limit = tokenizer.model_max_length
+    try:
+        enc = tokenizer(prompt, truncation=False, return_offsets_mapping=True)
+        offsets = enc["offset_mapping"]
+    except (NotImplementedError, TypeError, ValueError, KeyError):
+        enc, offsets = tokenizer(prompt, truncation=False), None
+    ids = enc["input_ids"]
     if len(ids) <= limit:
         return ""
-    kept = tokenizer.decode(ids[1 : limit - 1], skip_special_tokens=True)
-    words, kept_words = prompt.split(), kept.split()
-    return " ".join(words[len(kept_words):]) or tokenizer.decode(ids[limit - 1 : -1], skip_special_tokens=True)
+    first_dropped = limit - 1  # ids[0] is the start token; ids[1 : limit - 1] fit
+    if offsets is not None:
+        return prompt[offsets[first_dropped][0]:].strip()
+    return tokenizer.decode(ids[first_dropped:-1], skip_special_tokens=True).strip()

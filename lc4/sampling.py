@@ -107,14 +107,18 @@ def sample_latents(
 ) -> torch.Tensor:
     """Run `scheduler` from `latents` (already scaled by init_noise_sigma) with the ε-model `denoise`.
 
-    `start_step` skips the first steps (resuming a saved run); NaN/Inf latents raise at once.
+    `start_step` skips the first steps (resuming a saved run: `latents` are then the latents after
+    step `start_step - 1`; `start_step == len(timesteps)` runs no step). `callback(i, t, latents)`
+    is called after every step. NaN/Inf latents raise `FloatingPointError` at once.
     """
-    step_kwargs = {"generator": generator} if _accepts(scheduler.step, "generator") else {}
     timesteps = scheduler.timesteps
-    for i, t in enumerate(tqdm(timesteps, desc="denoising", disable=not progress, initial=start_step,
-                               total=len(timesteps))):
-        if i < start_step:
-            continue
+    if isinstance(start_step, bool) or not isinstance(start_step, int) or not 0 <= start_step <= len(timesteps):
+        raise ValueError(f"start_step must be an integer in [0, {len(timesteps)}] (the number of steps), "
+                         f"got {start_step!r}")
+    step_kwargs = {"generator": generator} if _accepts(scheduler.step, "generator") else {}
+    remaining = timesteps[start_step:]
+    bar = tqdm(remaining, desc="denoising", disable=not progress, initial=start_step, total=len(timesteps))
+    for i, t in enumerate(bar, start=start_step):
         eps = denoise(scheduler.scale_model_input(latents, t), t)
         latents = scheduler.step(eps.to(latents.dtype), t, latents, **step_kwargs).prev_sample
         if not torch.isfinite(latents).all():

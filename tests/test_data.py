@@ -571,28 +571,15 @@ def test_datamodule_frame_root(davis: Path) -> None:
     assert batch["pixel_values"].shape == (4, 1, 3, 16, 16) and batch["caption"] == [""] * 4
 
 
-def test_datamodule_synthetic_is_imported_lazily(monkeypatch) -> None:
-    class FakeSynthetic(Dataset):
-        def __init__(self, num_frames: int, resolution: int, seed: int = 0, length: int = 4) -> None:
-            self.args = (num_frames, resolution, seed, length)
-
-        def __len__(self) -> int:
-            return self.args[3]
-
-        def __getitem__(self, i: int) -> dict:
-            assert isinstance(i, int)  # no (index, epoch) keys for datasets that do not ask
-            return {"pixel_values": torch.full((self.args[0], 3, self.args[1], self.args[1]), float(i)),
-                    "caption": f"shape {i}"}
-
-    module = types.ModuleType("lc4.data.synthetic")
-    module.SyntheticVideoDataset = FakeSynthetic
-    monkeypatch.setitem(sys.modules, "lc4.data.synthetic", module)
-    dm = VideoDataModule(synthetic={"length": 6}, val_synthetic={}, num_frames=3, resolution=8,
+def test_datamodule_synthetic_source_uses_resolution_and_disjoint_seeds() -> None:
+    dm = VideoDataModule(synthetic={"num_videos": 6}, val_synthetic={"num_videos": 3}, num_frames=3, resolution=32,
                          batch_size=2, num_workers=0, seed=5)
     dm.setup("fit")
-    assert dm.train_dataset.args == (3, 8, 5, 6) and dm.val_dataset.args == (3, 8, 6, 4)
+    train_seeds = {dm.train_dataset.seed(i) for i in range(6)}
+    val_seeds = {dm.val_dataset.seed(i) for i in range(3)}
+    assert not train_seeds & val_seeds
     batch = next(iter(dm.train_dataloader()))
-    assert batch["pixel_values"].shape == (2, 3, 3, 8, 8) and len(batch["caption"]) == 2
+    assert batch["pixel_values"].shape == (2, 3, 3, 32, 32) and len(batch["caption"]) == 2
 
 
 def test_datamodule_in_a_lightning_trainer(manifest: Path) -> None:

@@ -202,3 +202,13 @@ def test_yaml_model_configs_load():
     full = LC4Config.from_file(root / "sd15.yaml")
     assert tiny.unet["block_out_channels"] == [32, 64] and full.unet["block_out_channels"] == [320, 640, 1280, 1280]
     assert full.temporal.alpha == 4.0 and full.num_frames == 8 and full.cmpf.num_blocks == 2
+
+
+def test_cmpf_trains_alone_on_channels_last_luminance_features():
+    """Regression: with E^lum frozen its channels-last features crashed GroupNorm's CPU backward in CMPF."""
+    model = LC4Model.from_config(LC4Config.tiny(temporal={"kind": "none"}), seed=0)
+    model.requires_grad_(False)
+    model.cmpf.requires_grad_(True)
+    feats = torch.randn(8, 64, 4, 4).contiguous(memory_format=torch.channels_last)
+    model.cmpf.visual_prompt(feats, 4).sum().backward()
+    assert model.cmpf.lum_norm.weight.grad is not None

@@ -23,7 +23,6 @@ from lc4.data.synthetic import (
     CAPTION_TEMPLATES,
     MAX_TEXTURE_AMPLITUDE,
     SHAPE_L,
-    SHAPE_NAMES,
     SHAPE_PALETTE,
     Palette,
     SyntheticVideoDataset,
@@ -245,14 +244,19 @@ def test_sizes_and_shape_counts():
         ({"num_shapes": (2, 9)}, "num_shapes"),
         ({"instance_colors": ["red", "blue", "green", "pink", "cyan"]}, "instance"),
         ({"background_color": "red"}, "unknown colour 'red'"),
+        ({"num_shapes": (1, 2, 3)}, "num_shapes"),
         ({"supersample": 0}, "supersample"),
     ],
 )
 def test_generate_video_rejects_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         generate_video(0, **kwargs)
-    with pytest.raises(ValueError, match="seed"):
-        generate_video(-1)
+
+
+def test_generate_video_rejects_bad_seed():
+    for seed in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="seed must be a non-negative integer"):
+            generate_video(seed)
 
 
 # ----------------------------------------------------------------------------- captions

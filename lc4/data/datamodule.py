@@ -180,8 +180,9 @@ class VideoDataModule(pl.LightningDataModule):
         if frames is not None:
             return FrameFolderDataset(frames, captions=h.frame_captions, **self._clip_kwargs(train))
         if synthetic is not None:
-            seed = h.seed if train else h.seed + 1
-            defaults = dict(num_frames=h.num_frames, resolution=h.resolution, seed=seed)
+            # disjoint seed ranges: training videos from seed·10⁷, validation 5·10⁶ further on
+            offset = h.seed * 10_000_000 + (0 if train else 5_000_000)
+            defaults = dict(num_frames=h.num_frames, size=h.resolution, seed_offset=offset)
             return _make_synthetic(dict(synthetic), defaults)
         return None
 

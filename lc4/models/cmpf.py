@@ -76,7 +76,8 @@ class CrossModalityPreFusion(ModelMixin, ConfigMixin):
 
     def visual_prompt(self, latent_features: torch.Tensor, num_frames: int) -> torch.Tensor:
         """ŷ^lum: `(b f) c h w` E^lum features → `(b, tokens, text_dim)` compressed by deformable sampling."""
-        clip = rearrange(self.lum_norm(latent_features), "(b f) c h w -> b c f h w", f=num_frames)
+        # E^lum's features arrive channels-last; GroupNorm's CPU backward on those segfaults (torch 2.13)
+        clip = rearrange(self.lum_norm(latent_features.contiguous()), "(b f) c h w -> b c f h w", f=num_frames)
         sampled = rearrange(self.compress(clip), "b c f h w -> b (f h w) c")
         return self.visual_in(sampled)
 

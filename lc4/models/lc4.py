@@ -228,9 +228,10 @@ class LC4Model(nn.Module):
         z = dist.sample(generator) if sample else dist.mode()
         return z * self.vae.config.scaling_factor
 
-    def fuse_text(self, text: TextConditioning, lum: LuminanceFeatures, num_frames: int) -> torch.Tensor:
+    def fuse_text(self, text: TextConditioning, lum: LuminanceFeatures, num_frames: int,
+                  use_cmpf: bool = True) -> torch.Tensor:
         """y^tex per clip (b, 77, d): CMPF over the clip's luminance, or plain CLIP without CMPF."""
-        if self.cmpf is None:
+        if self.cmpf is None or not use_cmpf:
             return text.embeddings
         prompt = self.cmpf.visual_prompt(lum.latent_features.to(self.cmpf.dtype), num_frames)
         return self.cmpf(text.embeddings.to(self.cmpf.dtype), prompt, text.color_mask)

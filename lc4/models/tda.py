@@ -104,6 +104,8 @@ class DeformableSampler(nn.Module):
 
     def forward(self, x: torch.Tensor, offsets: torch.Tensor | None = None) -> torch.Tensor:
         """Sample `x` at p + αΔp; `offsets` (b, F', H', W', 3) overrides the predicted ones (tests)."""
+        # a 5D view of channels-last features crashes Conv3d's CPU backward (torch 2.13): densify first
+        x = x.contiguous()
         frames, height, width = x.shape[-3:]
         ref = self.reference_grid(frames, height, width, x.device)
         offsets = self.offsets(x) if offsets is None else offsets
@@ -193,7 +195,7 @@ class TemporalConv3d(nn.Module):
 
     def forward(self, hidden: torch.Tensor, geometry: ClipGeometry) -> torch.Tensor:
         f, h = geometry.num_frames, geometry.height
-        clip = rearrange(self.norm(hidden), "(b f) (h w) c -> b c f h w", f=f, h=h)
+        clip = rearrange(self.norm(hidden), "(b f) (h w) c -> b c f h w", f=f, h=h).contiguous()
         return rearrange(self.conv(clip), "b c f h w -> (b f) (h w) c")
 
 

@@ -33,10 +33,12 @@ def denoising_loss(
     *,
     caption_dropout: float = 0.1,
     generator: torch.Generator | None = None,
+    use_cmpf: bool = True,
 ) -> torch.Tensor:
     """Eq. 9: ‖ε − ε_θ(z_t, t, y^tex, y^lum)‖² for clips `(b, f, 3, h, w)` in [-1, 1].
 
-    One timestep per clip (all its frames share it); text dropped to "" with `caption_dropout`.
+    One timestep per clip (all its frames share it); text dropped to "" with `caption_dropout`;
+    `use_cmpf=False` conditions on plain CLIP embeddings (stage 1).
     """
     b, f = pixel_values.shape[:2]
     rgb = rearrange(pixel_values, "b f c h w -> (b f) c h w")
@@ -44,7 +46,7 @@ def denoising_loss(
         latents = model.encode_frames(rgb, generator=generator).float()
         text = model.encode_prompt(drop_captions(captions, caption_dropout, generator))
     lum = model.encode_luminance(grey_input(rgb))
-    y_tex = model.fuse_text(text, lum, f)
+    y_tex = model.fuse_text(text, lum, f, use_cmpf=use_cmpf)
     noise = torch.randn(latents.shape, generator=generator, device=latents.device)
     t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (b,), generator=generator, device=latents.device)
     t = t.repeat_interleave(f)

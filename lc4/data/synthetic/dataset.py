@@ -53,7 +53,8 @@ class SyntheticVideoDataset(Dataset):
         self.long = long
         self.palette = palette
         self.background_palette = background_palette
-        self.video(0)  # validate the remaining arguments now, not in a worker later
+        # Validate the remaining arguments now (one cheap frame), not in a loader worker later.
+        generate_video(self.seed_offset, 1, size, num_shapes, palette, long, background_palette=background_palette)
 
     def __len__(self) -> int:
         return self.num_videos

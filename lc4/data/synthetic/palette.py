@@ -3,10 +3,10 @@
 Every shape colour has the same CIELAB lightness (L = 60) and every background colour shares
 another one (L = 35), so a Lab-L grey video carries no information about which colour a
 shape has: only the caption does. Colours are specified as (L, chroma, hue angle) in CIELAB,
-then snapped to the 8-bit sRGB triple whose own L is closest to the target (within
-``SNAP_L_TOL``) so the rendered uint8 pixels, not just the float design values, are
-isoluminant. Conversions use :mod:`skimage.color` (the reference implementation ``lc4.color``
-is tested against).
+then snapped to the nearest 8-bit sRGB triple whose own L is within ``SNAP_L_TOL`` of the
+target and whose 8-bit Lab-L grey equals the target's, so the rendered uint8 pixels, not just
+the float design values, are isoluminant. Conversions use :mod:`skimage.color` (the reference
+``lc4.color`` agrees with to 1e-4).
 """
 
 from __future__ import annotations

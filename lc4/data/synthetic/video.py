@@ -89,8 +89,11 @@ def resolve_num_frames(num_frames: int | None, long: bool) -> int:
 
 
 def _shape_count_range(num_shapes: int | tuple[int, int], palette: Palette) -> tuple[int, int]:
-    lo, hi = (num_shapes, num_shapes) if isinstance(num_shapes, (int, np.integer)) else tuple(num_shapes)
+    pair = (num_shapes, num_shapes) if isinstance(num_shapes, (int, np.integer)) else tuple(num_shapes)
     limit = min(len(SHAPE_NAMES), len(palette))
+    if len(pair) != 2 or not all(isinstance(k, (int, np.integer)) for k in pair):
+        raise ValueError(f"num_shapes must be an integer or a (min, max) pair of integers, got {num_shapes!r}")
+    lo, hi = pair
     if not 1 <= lo <= hi <= limit:
         raise ValueError(
             f"num_shapes must satisfy 1 <= min <= max <= {limit} (distinct shapes and colours), got {num_shapes}"

@@ -1,0 +1,48 @@
+"""`lc4 train` / `python train.py`: LightningCLI over `LC4Module` and `VideoDataModule`.
+
+    python train.py fit --config configs/train/stage1_sd15.yaml --trainer.devices 8
+    python train.py fit --config configs/train/tiny_stage1.yaml --trainer.accelerator cpu
+
+Every option can be overridden on the command line; the resolved config is saved beside the
+checkpoints (`<log_dir>/config.yaml`). `lc4 export CKPT OUT` turns a checkpoint into a model folder.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from pytorch_lightning.cli import LightningCLI
+
+from ..data.datamodule import VideoDataModule
+from .module import LC4Module
+
+
+class LC4CLI(LightningCLI):
+    """Links the clip length and resolution of model and data so they cannot disagree."""
+
+    def add_arguments_to_parser(self, parser) -> None:
+        parser.add_argument("--export_to", default=None, help="after fit, also export the model here")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run LightningCLI; user errors end in one line, not a traceback (LC4_DEBUG=1 shows it)."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    try:
+        cli = LC4CLI(LC4Module, VideoDataModule, args=None if argv is None else list(argv), seed_everything_default=0,
+                     save_config_kwargs={"overwrite": True}, auto_configure_optimizers=False)
+        export_to = cli.config.get(cli.subcommand, {}).get("export_to") if cli.subcommand else None
+        if export_to and cli.subcommand == "fit" and cli.trainer.is_global_zero:
+            out = cli.model.export(export_to)
+            print(f"exported the trained model to {out}")
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    except KeyboardInterrupt:
+        print("lc4 train: interrupted; resume with --ckpt_path last", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if os.environ.get("LC4_DEBUG"):
+            raise
+        print(f"lc4 train: error: {' '.join(str(exc).split()) or type(exc).__name__}", file=sys.stderr)
+        return 1
+    return 0

@@ -55,14 +55,22 @@ def denoising_loss(
     return F.mse_loss(eps.float(), noise)
 
 
-def reconstruction_loss(model: LC4Model, pixel_values: torch.Tensor, lpips=None) -> torch.Tensor:
-    """Stage 0: D(E(x), skips(E^lum(grey(x)))) ≈ x; L1 plus LPIPS when a LPIPS module is given."""
+def reconstruction_loss(model: LC4Model, pixel_values: torch.Tensor, lpips=None, kl_weight: float = 1e-6) -> torch.Tensor:
+    """Stage 0: D(E(x), skips(E^lum(grey(x)))) ≈ x; L1 (+ LPIPS when a LPIPS module is given).
+
+    With a trainable VAE (toy models trained from scratch) the encoder samples its posterior and a
+    KL term weighted `kl_weight` (SD's value) keeps the latent scale usable by the UNet.
+    """
     rgb = rearrange(pixel_values, "b f c h w -> (b f) c h w") if pixel_values.ndim == 5 else pixel_values
-    with torch.no_grad():
-        latents = model.encode_frames(rgb, sample=False)
+    train_vae = any(p.requires_grad for p in model.vae.parameters())
+    with torch.set_grad_enabled(train_vae and torch.is_grad_enabled()):
+        dist = model.vae.encode(rgb.to(model.vae.dtype)).latent_dist
+        latents = (dist.sample() if train_vae else dist.mode()) * model.vae.config.scaling_factor
     lum = model.encode_luminance(grey_input(rgb))
     recon = model.decode(latents, lum).float()
     loss = F.l1_loss(recon, rgb.float())
     if lpips is not None:
         loss = loss + lpips(recon, rgb.float()).mean()
+    if train_vae:
+        loss = loss + kl_weight * dist.kl().mean()
     return loss

@@ -21,6 +21,11 @@ How it is kept fair and cheap:
 
     python benchmarks/tda_cost.py --repeats 2            # SD1.5 size (a few minutes on 2 cores)
     python benchmarks/tda_cost.py --tiny --repeats 5     # tiny config, seconds
+    python benchmarks/tda_cost.py --tiny --threads 1     # tiny on a busy machine (see below)
+
+On a machine shared with other jobs, compare the process-CPU column rather than wall time; and
+time the tiny config with `--threads 1`: its ops are so small that two OpenMP threads spin-wait
+on each other whenever one is descheduled, and a 0.03 s forward can take 2 s.
     python benchmarks/tda_cost.py --flops-only           # FLOP counts only, a few seconds
 """
 
@@ -247,9 +252,9 @@ def render(r: dict) -> str:
     for kind in r["variants"]:
         row = f"| {kind} | {r['gflops'][kind]:.4g} | {r['temporal_gflops'][kind]:.4g} |"
         if timed:
-            runs = ", ".join(f"{t:.2f}" for t in r["runs_s"][kind]["wall"])
-            row += (f" {r['median_wall_s'][kind]:.2f} | {r['median_cpu_s'][kind]:.2f} | {runs} |"
-                    f" {r['median_temporal_wall_s'][kind]:.2f} | {r['median_temporal_cpu_s'][kind]:.2f} |")
+            runs = ", ".join(f"{t:.3g}" for t in r["runs_s"][kind]["wall"])
+            row += (f" {r['median_wall_s'][kind]:.3g} | {r['median_cpu_s'][kind]:.3g} | {runs} |"
+                    f" {r['median_temporal_wall_s'][kind]:.3g} | {r['median_temporal_cpu_s'][kind]:.3g} |")
         lines.append(row)
     lines.append("")
     for name, value in r["ratios_flops"].items():

@@ -70,6 +70,9 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--attention", choices=["auto", "sdpa", "xformers"], default="auto", help="attention kernel")
     p.add_argument("--vae-chunk", type=int, default=8, help="frames per VAE encode/decode batch")
     p.add_argument("--crf", type=int, default=18, help="H.264 quality (0-51, lower is better)")
+    p.add_argument("--pixel-format", choices=["yuv420p", "yuv444p"], default="yuv420p",
+                   help="MP4 chroma sampling: yuv420p plays everywhere; yuv444p keeps full-resolution colour "
+                   "(archival; 4:2:0 halves the chroma and lets sharp colour edges leak into the luminance)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("--truncate-prompt", action="store_true", help="accept prompts longer than 77 CLIP tokens (cut)")
     p.add_argument("--trust-checkpoint", action="store_true",
@@ -119,6 +122,7 @@ class Job:
     num_frames: int
     frame_rate: Any
     has_audio: bool
+    sample_aspect_ratio: Any = 1
 
     @property
     def mp4(self) -> Path:
@@ -159,7 +163,8 @@ def plan_job(input_path: Path, prompts: list[str], output: Path, args: argparse.
     if fmt == "image" and info.num_frames != 1:
         raise ValueError(f"--output {output} names one image but {input_path} has {info.num_frames} frames: "
                          "give a .mp4 or a folder")
-    job = Job(input_path, list(prompts), output, fmt, info.num_frames, info.frame_rate, info.has_audio)
+    job = Job(input_path, list(prompts), output, fmt, info.num_frames, info.frame_rate, info.has_audio,
+              info.sample_aspect_ratio)
     for target in job.targets:
         check_output_path(target, overwrite=args.overwrite, inputs=[input_path],
                           directory=target == job.png and fmt in ("png", "both"))
@@ -300,7 +305,8 @@ def colorize_job(pipe, job: Job, args: argparse.Namespace) -> Path:
         write_png_folder(chunks, job.png, overwrite=args.overwrite, inputs=[job.input])
     else:
         audio = job.input if job.has_audio else None
-        with VideoWriter(job.mp4, job.frame_rate, crf=args.crf, audio_from=audio, overwrite=args.overwrite,
+        with VideoWriter(job.mp4, job.frame_rate, crf=args.crf, pixel_format=args.pixel_format, audio_from=audio,
+                         sample_aspect_ratio=job.sample_aspect_ratio, overwrite=args.overwrite,
                          inputs=[job.input]) as writer:
             if job.fmt == "both":  # streamed to both outputs: no full-length frame buffer
                 write_png_folder(_tee(chunks, writer), job.png, overwrite=args.overwrite, inputs=[job.input])

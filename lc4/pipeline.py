@@ -6,10 +6,11 @@ spread over the frames that prompt covers) → DDIM (or any diffusers scheduler)
 and Cross-Clip Fusion → decode with E^lum skips, chunk by chunk → by default the predicted chroma
 upsampled to the input's full resolution and recombined with the input's own CIELAB L.
 
-Memory: per frame only the working-resolution grey frame (uint8), its latent, its E^lum
-moments and the fusion sums are kept (O(T), small); UNet activations are bounded by
-`clips_per_chunk` in bounded/none modes; full-resolution frames are re-read chunk by chunk at the
-end, so a film is streamed from its file.
+Memory: during denoising, per frame only its latent, its E^lum moments and the fusion sums are
+kept (O(T), small: 5 latent-sized float32 buffers per frame with guidance); UNet activations are
+bounded by `clips_per_chunk` in bounded/none modes. The working-resolution grey frames are only
+held while the conditioning is built; decoding re-reads the source chunk by chunk (grey for the
+E^lum skips, full resolution for the luminance recombination), so a film is streamed from its file.
 
 The frame count is the decoder's, not the container header's: the prompt schedule and every
 per-frame buffer follow the frames actually decoded.
@@ -240,22 +241,26 @@ class LC4Pipeline:
         t_frames = grey.shape[0]  # the decoded count, authoritative
         if schedule is None or schedule.num_frames != t_frames:
             schedule = parse_prompt_schedule(prompt, t_frames)
-        cond = self._conditioning(grey, schedule, negative_prompt, guidance_scale, vae_chunk_size)
-
         mode = "none" if fusion == "none" else window
         layout = ccf.make_layout(t_frames, n_frames, mode=mode, weighting=weighting,
                                  max_interval=max_interval if mode == "skip" else None)
-        exact = self._use_exact(fusion, layout, cond.branches, memory_budget_frames)
+        branches = 1 if guidance_scale == 1.0 else 2
+        exact = self._use_exact(fusion, layout, branches, memory_budget_frames)
+        # per-frame state: on the model's device for exact mode (one batch anyway), in host memory for
+        # bounded/none, so the accelerator's memory does not grow with the video's length
+        state = device if exact else torch.device("cpu")
+        cond = self._conditioning(grey, schedule, negative_prompt, guidance_scale, vae_chunk_size, state)
+        del grey  # not kept through the loop: decoding recomputes it chunk by chunk
         if progress:
             how = "no CCF (clip by clip)" if mode == "none" else \
                 f"{mode} window, {weighting} weights, {'exact' if exact else 'bounded'} fusion"
             log.info("CCF: %s; %d clips, %d frame evaluations per step (x%d with guidance)",
                      how, layout.n_clips, layout.frame_evaluations, cond.branches)
 
-        self.scheduler.set_timesteps(num_inference_steps, device=device)
+        self.scheduler.set_timesteps(num_inference_steps, device=state)
         lat_shape = (t_frames, model.vae.config.latent_channels, size[0] // model.vae_scale_factor,
                      size[1] // model.vae_scale_factor)
-        latents = torch.randn(lat_shape, generator=generator, dtype=torch.float32).to(device)
+        latents = torch.randn(lat_shape, generator=generator, dtype=torch.float32).to(state)
         latents = latents * self.scheduler.init_noise_sigma
         start = 0
         if resume_latents is not None:
@@ -263,7 +268,7 @@ class LC4Pipeline:
             if tuple(saved.shape) != lat_shape:
                 raise ValueError(f"saved latents have shape {tuple(saved.shape)}, this run needs {lat_shape}: "
                                  "they belong to another video or resolution")
-            latents = saved.to(device, torch.float32)
+            latents = saved.to(state, torch.float32)
 
         def denoise(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             eps = fused_noise_prediction(model, x, t, cond, layout, exact=exact, max_clips=clips_per_chunk)
@@ -271,7 +276,7 @@ class LC4Pipeline:
 
         latents = sample_latents(denoise, latents, self.scheduler, generator=generator, callback=callback,
                                  progress=progress, start_step=start)
-        yield from self._decode(latents, grey, source, keep_luminance, vae_chunk_size)
+        yield from self._decode(latents, source, size, keep_luminance, vae_chunk_size)
 
     # ------------------------------------------------------------------ helpers
     def _working_grey(self, source: FrameSource, size: tuple[int, int], chunk: int) -> torch.Tensor:
@@ -281,8 +286,7 @@ class LC4Pipeline:
             if not warned and not is_grey(frames):
                 log.warning("input has colour: converted to grey (CIELAB L) before colorizing")
                 warned = True
-            g = torch.from_numpy(np.ascontiguousarray(to_grey(frames)[..., 0])).float()[:, None] / 255.0
-            out.append((resize(g, size).clamp(0, 1) * 255).round().to(torch.uint8)[:, 0])
+            out.append(working_grey(frames, size))
         grey = torch.cat(out)
         if grey.shape[0] != source.num_frames:  # containers whose header count is off
             log.warning("the container says %d frames but %d were decoded: using %d",
@@ -296,11 +300,12 @@ class LC4Pipeline:
         return x.to(self.model.lum_encoder.dtype)
 
     def _conditioning(self, grey: torch.Tensor, schedule: PromptSchedule, negative_prompt: str,
-                      guidance_scale: float, chunk: int) -> VideoConditioning:
+                      guidance_scale: float, chunk: int, state: torch.device) -> VideoConditioning:
+        """Text per (branch, prompt) on the model's device; E^lum moments per frame on `state`."""
         model, n_frames = self.model, self.model.config.num_frames
         if schedule.num_frames != grey.shape[0]:
             raise ValueError(f"prompt schedule covers {schedule.num_frames} frames, the video has {grey.shape[0]}")
-        moments = torch.cat([model.encode_luminance(self._model_grey(grey[s : s + chunk])).moments
+        moments = torch.cat([model.encode_luminance(self._model_grey(grey[s : s + chunk])).moments.to(state)
                              for s in range(0, grey.shape[0], chunk)])
         # CMPF's visual prompt for each prompt: up to N^f frames spread over the frames it covers
         picks = prompt_frames(schedule, n_frames)
@@ -320,7 +325,7 @@ class LC4Pipeline:
                 one = type(text)(text.embeddings[i : i + 1], text.color_mask[i : i + 1])
                 per_prompt.append(model.fuse_text(one, lum_prompts[i], len(picks[i])))
             texts.append(torch.cat(per_prompt))
-        return VideoConditioning(torch.stack(texts), schedule.frame_prompt.to(self.device), moments)
+        return VideoConditioning(torch.stack(texts), schedule.frame_prompt.to(state), moments)
 
     @staticmethod
     def _use_exact(fusion: str, layout: ccf.ClipLayout, branches: int, budget: int | None) -> bool:
@@ -332,18 +337,19 @@ class LC4Pipeline:
         budget = budget if budget is not None else DEFAULT_MEMORY_BUDGET_FRAMES
         return layout.frame_evaluations * branches <= budget
 
-    def _decode(self, latents: torch.Tensor, grey: torch.Tensor, source: FrameSource, keep_luminance: bool,
+    def _decode(self, latents: torch.Tensor, source: FrameSource, size: tuple[int, int], keep_luminance: bool,
                 chunk: int) -> Iterator[np.ndarray]:
-        sources = rechunk(source.chunks(chunk), chunk) if keep_luminance else None
+        """Decode `chunk` frames at a time; the source is re-read alongside (grey for E^lum, L for output)."""
+        sources = rechunk(source.chunks(chunk), chunk)
         for start in range(0, latents.shape[0], chunk):
             sl = slice(start, start + chunk)
-            rgb = self._decode_chunk(latents[sl], grey[sl])
+            full = next(sources, None)
+            if full is None or len(full) != len(latents[sl]):
+                raise ValueError(f"the input gave fewer frames when re-read for decoding than the "
+                                 f"{latents.shape[0]} read at first (changed or unreliable file?)")
+            rgb = self._decode_chunk(latents[sl].to(self.device), working_grey(full, size))
             pred = ((rgb.float().clamp(-1, 1) + 1) / 2).cpu()
             if keep_luminance:
-                full = next(sources, None)
-                if full is None or len(full) != pred.shape[0]:
-                    raise ValueError(f"the input gave fewer frames when re-read for recombination than the "
-                                     f"{latents.shape[0]} decoded at first (changed or unreliable file?)")
                 yield recombine_luminance(pred, full)
             else:
                 yield (rearrange(pred, "n c h w -> n h w c").numpy() * 255).round().astype(np.uint8)
@@ -361,6 +367,15 @@ class LC4Pipeline:
             lum = model.encode_luminance(self._model_grey(grey))
             rgb = model.decode(latents.float(), lum)
         return rgb
+
+
+def working_grey(frames: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
+    """Lab-L grey of uint8 RGB frames (n, H, W, 3), resized to `size` (antialiased), as uint8 (n, h, w).
+
+    Frame by frame independent, so any chunking of a video gives the same grey frames.
+    """
+    g = torch.from_numpy(np.ascontiguousarray(to_grey(frames)[..., 0])).float()[:, None] / 255.0
+    return (resize(g, size).clamp(0, 1) * 255).round().to(torch.uint8)[:, 0]
 
 
 def prompt_frames(schedule: PromptSchedule, count: int) -> list[torch.Tensor]:

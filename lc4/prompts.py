@@ -30,7 +30,11 @@ class PromptSchedule:
 
 def parse_prompt_schedule(prompt: str | Sequence[str], num_frames: int) -> PromptSchedule:
     """Parse one prompt or a list of ``START-END: TEXT`` entries into a per-frame schedule."""
+    if isinstance(num_frames, bool) or not isinstance(num_frames, int) or num_frames < 1:
+        raise ValueError(f"num_frames must be an integer >= 1, got {num_frames!r}")
     entries = [prompt] if isinstance(prompt, str) else list(prompt)
+    if not all(isinstance(e, str) for e in entries):
+        raise ValueError("prompts must be strings")
     if not entries:
         raise ValueError("no prompt given")
     ranged = [_RANGE.match(e) for e in entries]
@@ -56,10 +60,23 @@ def parse_prompt_schedule(prompt: str | Sequence[str], num_frames: int) -> Promp
         if text not in texts:
             texts.append(text)
         owner[start : end + 1] = texts.index(text)
-    missing = (owner < 0).nonzero().flatten()
-    if len(missing):
-        raise ValueError(f"frames {missing[0].item()}..{missing[-1].item()} have no prompt ({len(missing)} frames uncovered)")
+    gaps = _runs((owner < 0).nonzero().flatten().tolist())
+    if gaps:
+        shown = ", ".join(f"{a}-{b}" if a != b else f"{a}" for a, b in gaps[:3]) + (", ..." if len(gaps) > 3 else "")
+        raise ValueError(f"frames {shown} have no prompt (the video has {num_frames} frames; "
+                         f"{int((owner < 0).sum())} uncovered)")
     return PromptSchedule(tuple(texts), owner)
+
+
+def _runs(frames: list[int]) -> list[tuple[int, int]]:
+    """Sorted frame numbers → (first, last) of each run of consecutive numbers."""
+    runs: list[tuple[int, int]] = []
+    for f in frames:
+        if runs and f == runs[-1][1] + 1:
+            runs[-1] = (runs[-1][0], f)
+        else:
+            runs.append((f, f))
+    return runs
 
 
 def prompt_text(entry: str) -> str:
@@ -76,11 +93,12 @@ def truncated_words(tokenizer, prompt: str) -> str:
     text is verbatim; otherwise the dropped tokens are decoded (lower-cased, re-spaced).
     """
     limit = tokenizer.model_max_length
+    quiet = {"verbose": False}  # no "sequence length is longer than..." warning on stderr: we report it
     try:
-        enc = tokenizer(prompt, truncation=False, return_offsets_mapping=True)
+        enc = tokenizer(prompt, truncation=False, return_offsets_mapping=True, **quiet)
         offsets = enc["offset_mapping"]
     except (NotImplementedError, TypeError, ValueError, KeyError):
-        enc, offsets = tokenizer(prompt, truncation=False), None
+        enc, offsets = tokenizer(prompt, truncation=False, **quiet), None
     ids = enc["input_ids"]
     if len(ids) <= limit:
         return ""

@@ -60,26 +60,36 @@ def fused_noise_prediction(
     exact: bool,
     max_clips: int = 4,
 ) -> torch.Tensor:
-    """Per-frame ε̂ (G, T, c, h, w) from clip-wise UNet evaluations fused with the layout's weights."""
+    """Per-frame ε̂ (G, T, c, h, w) from clip-wise UNet evaluations fused with the layout's weights.
+
+    The per-frame state (`latents`, `cond.lum_moments`, the fusion sums) stays on `latents.device`;
+    only each chunk's clips travel to the UNet's device, so bounded mode can keep a film's state in
+    host memory while the accelerator holds one chunk. `cond.text` lives on the UNet's device.
+    """
     g = cond.branches
-    acc = [layout.accumulator(latents.shape[1:], dtype=torch.float32, device=latents.device) for _ in range(g)]
+    state, unet_device = latents.device, model.unet.device
+    acc = [layout.accumulator(latents.shape[1:], dtype=torch.float32, device=state) for _ in range(g)]
     chunks = [slice(0, layout.n_clips)] if exact else list(layout.chunks(max_clips))
     n_frames = layout.clip_frames
+    t = timestep.to(unet_device) if isinstance(timestep, torch.Tensor) else timestep
+    # feature fusion only matters where clips overlap (each frame in one clip: fusing is the identity)
+    fuse_features = exact and layout.fuses_features and layout.frame_evaluations > layout.num_frames
     for sl in chunks:
-        idx = layout.clips[sl].to(latents.device)  # (k, N)
+        idx = layout.clips[sl].to(state)  # (k, N)
         k = idx.shape[0]
         flat = idx.flatten()
-        x = latents[flat].repeat(g, 1, 1, 1)
-        lum = cond.lum_moments[flat].repeat(g, 1, 1, 1)
-        text = rearrange(cond.text[:, cond.frame_prompt[flat]], "g n t d -> (g n) t d")
-        fuser = _clip_fuser(layout, g, k) if exact and layout.fuses_features else None
+        x = latents[flat].to(unet_device).repeat(g, 1, 1, 1)
+        lum = cond.lum_moments[flat].to(unet_device).repeat(g, 1, 1, 1)
+        text = rearrange(cond.text[:, cond.frame_prompt[flat].to(cond.text.device)], "g n t d -> (g n) t d")
+        fuser = _clip_fuser(layout, g, k) if fuse_features else None
         with model.unet.temporal_fusion(fuser):
-            eps = model.unet(x.to(model.unet.dtype), timestep, text.to(model.unet.dtype), num_frames=n_frames,
-                             lum_moments=lum)
-        eps = rearrange(eps.float(), "(g k f) c h w -> g k f c h w", g=g, k=k)
-        weights = layout.weights[sl].to(latents.device)
+            eps = model.unet(x.to(model.unet.dtype), t, text.to(unet_device, model.unet.dtype),
+                             num_frames=n_frames, lum_moments=lum)
+        eps = rearrange(eps.float().to(state), "(g k f) c h w -> g k f c h w", g=g, k=k)
+        weights = layout.weights[sl].to(state)
         for branch in range(g):
             acc[branch].add(idx, eps[branch], weights)
+        del x, lum, text, eps  # the chunk's inputs and outputs are not kept into the next chunk
     return torch.stack([a.result() for a in acc])
 
 
@@ -121,6 +131,7 @@ def sample_latents(
     for i, t in enumerate(bar, start=start_step):
         eps = denoise(scheduler.scale_model_input(latents, t), t)
         latents = scheduler.step(eps.to(latents.dtype), t, latents, **step_kwargs).prev_sample
+        del eps  # not alive during the next step's UNet calls: one latent-sized buffer less at the peak
         if not torch.isfinite(latents).all():
             raise FloatingPointError(f"latents became NaN/Inf at step {i} (t={int(t)}): try --dtype float32")
         if callback is not None:

@@ -10,13 +10,19 @@ count and rank come from the trainer's strategy (``trainer.distributed_sampler_k
 same values Lightning would inject) or from ``num_replicas``/``rank``.  Because it already is a
 ``DistributedSampler``, Lightning keeps it and calls its ``set_epoch`` every epoch; it yields
 ``(index, epoch)`` keys, so clip sampling changes per epoch even in persistent workers.
+
+Resuming: the training loader is a :class:`ResumableLoader`, which Lightning checkpoints (it has
+``state_dict``/``load_state_dict``).  It records the epoch and how many batches of it the trainer
+had finished; on resume the sampler is set to that epoch and skips those batches once, so a run
+resumed mid-epoch sees exactly the batches an uninterrupted run would have seen.
 """
 
 from __future__ import annotations
 
 import inspect
+import logging
 import numbers
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import pytorch_lightning as pl
@@ -26,7 +32,9 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from lc4.data.frame_folder import FrameFolderDataset
 from lc4.data.video_clips import VideoClipDataset, normalize_stride
 
-__all__ = ["VideoDataModule", "EpochShardSampler", "collate_clips"]
+__all__ = ["VideoDataModule", "EpochShardSampler", "ResumableLoader", "collate_clips"]
+
+log = logging.getLogger(__name__)
 
 
 class EpochShardSampler(DistributedSampler):
@@ -45,13 +53,54 @@ class EpochShardSampler(DistributedSampler):
         if with_epoch is None:
             with_epoch = bool(getattr(dataset, "accepts_epoch_index", False))
         self.with_epoch = with_epoch
+        self._skip = 0
+
+    def resume(self, epoch: int, skip: int) -> None:
+        """Continue ``epoch`` after its first ``skip`` samples (of this rank); applies to the next pass only."""
+        if epoch < 0 or skip < 0:
+            raise ValueError(f"epoch and skip must be >= 0, got epoch={epoch}, skip={skip}")
+        self.set_epoch(epoch)
+        self._skip = skip
 
     def __iter__(self) -> Iterator[Any]:
-        indices = super().__iter__()
+        indices = list(super().__iter__())[self._skip:]
+        self._skip = 0
         if not self.with_epoch:
-            return indices
+            return iter(indices)
         epoch = self.epoch
         return ((i, epoch) for i in indices)
+
+
+class ResumableLoader(DataLoader):
+    """A ``DataLoader`` whose position in the epoch is saved in Lightning checkpoints.
+
+    ``progress`` returns how many batches of the current epoch the trainer has finished (set by
+    :class:`VideoDataModule`); the sampler must be an :class:`EpochShardSampler`.  Lightning calls
+    ``state_dict`` when it saves a checkpoint and ``load_state_dict`` before the first batch of a
+    resumed run.
+    """
+
+    progress: Callable[[], int] | None = None
+
+    def state_dict(self) -> dict[str, int]:
+        sampler = self.sampler
+        done = int(self.progress()) if self.progress is not None else 0
+        return {"epoch": int(sampler.epoch), "batches_done": done, "num_batches": self._full_length()}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        epoch, done, saved = int(state["epoch"]), int(state["batches_done"]), int(state["num_batches"])
+        full = self._full_length()
+        if saved != full:  # different data, batch size or number of processes: same fraction of the epoch
+            log.warning("the checkpoint's epoch had %d batches per process, this run has %d: "
+                        "resuming at the same fraction of the epoch, not at the same samples", saved, full)
+            done = round(done * full / saved) if saved else 0
+        if done >= full:
+            epoch, done = epoch + 1, 0
+        self.sampler.resume(epoch, done * int(self.batch_size))
+
+    def _full_length(self) -> int:
+        n, b = self.sampler.num_samples, int(self.batch_size)
+        return n // b if self.drop_last else -(-n // b)
 
 
 def collate_clips(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -218,7 +267,7 @@ class VideoDataModule(pl.LightningDataModule):
                                     with_epoch=None if train else False)
         # Keep a short last batch when the shard is smaller than one batch, else drop it.
         drop_last = train and sampler.num_samples >= h.batch_size
-        return DataLoader(
+        loader = (ResumableLoader if train else DataLoader)(
             dataset,
             batch_size=h.batch_size,
             sampler=sampler,
@@ -228,6 +277,15 @@ class VideoDataModule(pl.LightningDataModule):
             persistent_workers=h.num_workers > 0,
             drop_last=drop_last,
         )
+        if train:
+            loader.progress = self._batches_done
+        return loader
+
+    def _batches_done(self) -> int:
+        """Batches of the current epoch the trainer has finished (0 outside a fit)."""
+        trainer = getattr(self, "trainer", None)
+        loop = getattr(trainer, "fit_loop", None)
+        return int(loop.epoch_loop.batch_progress.current.processed) if loop is not None else 0
 
     def train_dataloader(self) -> DataLoader:
         if self.train_dataset is None:

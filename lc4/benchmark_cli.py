@@ -1,0 +1,181 @@
+"""`lc4 benchmark`: colorize an evaluation set (sharded over GPUs and nodes) and write its report.
+
+Registered by `lc4.cli` through :func:`add_parser`. Everything a user can get wrong (paths,
+prompts, options, a resumed output with other settings, the model) is checked before the
+Trainer starts, with one-line `ValueError`/`FileNotFoundError` messages; the work itself is
+:func:`lc4.evaluation.benchmark.run_benchmark` (see docs/evaluation.md, "lc4 benchmark").
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+import sys
+from pathlib import Path
+
+__all__ = ["add_parser", "run"]
+
+log = logging.getLogger("lc4")
+
+
+def _devices(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of devices >= 1 or 'auto', got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a number of devices >= 1 or 'auto', got {value}")
+    return value
+
+
+def _eval_resolution(text: str) -> int | None:
+    if text.lower() in {"native", "none"}:
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive number of pixels or 'native', got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive number of pixels or 'native', got {value}")
+    return value
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register `benchmark`; its handler is :func:`run`."""
+    p = subparsers.add_parser(
+        "benchmark", help="colorize a whole evaluation set (multi-GPU, resumable) and evaluate it",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Prepare the ground truth (paper protocol: frames resized to --eval-resolution², no crop), "
+        "colorize the grey version of every sequence with a Lightning predict loop (videos sharded over "
+        "--devices x --num-nodes processes), write OUTPUT/pred/<seq>/ PNG folders atomically, then evaluate "
+        "them into OUTPUT/report.{json,csv,md}. Rerunning the same command resumes.")
+    p.add_argument("--model", default="demo", help="as for lc4 colorize: L-C4 folder, SD1.5 folder/file, 'demo', "
+                   "'random-tiny'")
+    p.add_argument("--dataset", required=True, help="evaluation set: DAVIS root (JPEGImages/480p/<seq>/), folder of "
+                   "frame folders, or folder of video files")
+    p.add_argument("--prompts", required=True, help="JSON or CSV mapping sequence name -> prompt")
+    p.add_argument("--output", "-o", required=True, help="output folder (pred/, gt/, gray/, log/, report.*)")
+    p.add_argument("--sequences", default=None, help="restrict to davis30, videvo20, or a text file of names")
+    p.add_argument("--default-prompt", default=None,
+                   help="prompt for sequences missing from --prompts (default: such sequences are an error)")
+    p.add_argument("--accelerator", choices=["cpu", "gpu", "auto"], default="auto", help="Lightning accelerator")
+    p.add_argument("--devices", type=_devices, default=1, help="processes (GPUs) per node, or 'auto'")
+    p.add_argument("--num-nodes", type=int, default=1, help="nodes (launch the command on each, e.g. via SLURM)")
+    p.add_argument("--steps", type=int, default=50, help="denoising steps")
+    p.add_argument("--guidance", type=float, default=4.5, help="classifier-free guidance scale")
+    p.add_argument("--seed", type=int, default=0, help="seed of every sequence (results do not depend on sharding)")
+    p.add_argument("--resolution", type=int, default=None,
+                   help="working resolution of the model (short side, multiple of 8); default: the model's "
+                   "(256 for SD1.5)")
+    p.add_argument("--eval-resolution", type=_eval_resolution, default=256,
+                   help="ground-truth and evaluation size (square, no crop), or 'native'")
+    p.add_argument("--fusion", choices=["auto", "exact", "bounded", "none"], default="auto", help="Cross-Clip Fusion")
+    p.add_argument("--window", choices=["skip", "sliding"], default="skip", help="CCF clip layout")
+    p.add_argument("--weighting", choices=["distance", "uniform"], default="distance", help="CCF fusion weights")
+    p.add_argument("--scheduler", default="DDIMScheduler", help="any diffusers scheduler class name")
+    p.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default="float32", help="compute precision")
+    p.add_argument("--attention", choices=["auto", "sdpa", "xformers"], default="auto", help="attention kernel")
+    p.add_argument("--truncate-prompt", action="store_true", help="accept prompts longer than 77 CLIP tokens (cut)")
+    p.add_argument("--trust-checkpoint", action="store_true", help="allow full unpickling of .ckpt files")
+    p.add_argument("--metrics", nargs="+", default=None,
+                   help="metrics for the report (as lc4 evaluate; default the paper's six plus clip_score)")
+    p.add_argument("--weights-dir", default=None, help="folder with metric weights (LPIPS, I3D, Inception)")
+    p.add_argument("--clip-model", default=None, help="local transformers CLIP folder for clip_score")
+    p.add_argument("--max-sequences", type=int, default=None,
+                   help="colorize at most this many pending sequences in this run (time-limited jobs); the report "
+                   "is written by the run that finishes the set")
+    p.add_argument("--overwrite", action="store_true",
+                   help="delete this command's earlier outputs in --output (pred/, gt/, gray/, log/, report) first")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+    return p
+
+
+def _check_options(args: argparse.Namespace) -> None:
+    import numpy as np
+    import torch
+
+    for name, value in (("--steps", args.steps), ("--num-nodes", args.num_nodes)):
+        if value < 1:
+            raise ValueError(f"{name} must be >= 1, got {value}")
+    if args.max_sequences is not None and args.max_sequences < 1:
+        raise ValueError(f"--max-sequences must be >= 1, got {args.max_sequences}")
+    if args.resolution is not None and (args.resolution < 8 or args.resolution % 8):
+        raise ValueError(f"--resolution must be a positive multiple of 8, got {args.resolution}")
+    if not np.isfinite(args.guidance):
+        raise ValueError(f"--guidance must be a finite number, got {args.guidance}")
+    if args.accelerator == "gpu":
+        have = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if not have:
+            raise ValueError("--accelerator gpu: CUDA is not available on this machine (use --accelerator cpu)")
+        if isinstance(args.devices, int) and args.devices > have:
+            raise ValueError(f"--devices {args.devices}: this node has {have} GPU(s)")
+    import diffusers
+
+    if not args.scheduler.endswith("Scheduler") or getattr(diffusers, args.scheduler, None) is None:
+        raise ValueError(f"unknown scheduler {args.scheduler!r}: use a diffusers scheduler class name such as "
+                         "DDIMScheduler")
+
+
+def _check_output(output: Path, dataset: Path) -> None:
+    if output.exists() and not output.is_dir():
+        raise ValueError(f"--output must be a folder, got the file {output}")
+    out, src = output.expanduser().resolve(), dataset.expanduser().resolve()
+    if out == src or src in out.parents:
+        raise ValueError(f"--output {output} is inside --dataset {dataset}: inputs are never written to")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Check everything, load the model, run the benchmark; 0 on success (also when stopped by --max-sequences)."""
+    from .evaluation.harness import parse_metrics
+    from .models.attention import set_attention_backend
+
+    set_attention_backend(args.attention)
+    _check_options(args)
+    dataset, output = Path(args.dataset).expanduser(), Path(args.output).expanduser()
+    if not dataset.is_dir():
+        raise FileNotFoundError(f"--dataset folder not found: {dataset}")
+    _check_output(output, dataset)
+    parse_metrics(args.metrics, with_prompts=True)
+
+    from .evaluation.benchmark import (BenchmarkLayout, BenchmarkSettings, check_settings, launched_as_rank_zero,
+                                       pending_sequences, plan_prompts, run_benchmark, save_settings)
+
+    prompts = plan_prompts(dataset, args.prompts, args.sequences, args.default_prompt)
+    layout = BenchmarkLayout(output)
+
+    from .colorize_cli import check_prompt_lengths, load_pipeline
+
+    pipe = load_pipeline(args.model, "cpu", args.dtype, args.scheduler, args.trust_checkpoint)
+    settings = BenchmarkSettings(
+        model=args.model, steps=args.steps, guidance=args.guidance, seed=args.seed,
+        resolution=args.resolution or pipe.model.config.resolution, fusion=args.fusion, window=args.window,
+        weighting=args.weighting, scheduler=args.scheduler, dtype=args.dtype, eval_resolution=args.eval_resolution)
+    if not args.overwrite:
+        check_settings(layout, settings, prompts)
+    check_prompt_lengths(pipe, prompts.values(), args.truncate_prompt)
+    if args.overwrite and launched_as_rank_zero():  # only now that every check has passed
+        for path in layout.created():
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
+    save_settings(layout, settings, prompts)
+
+    def say(msg: str) -> None:  # status lines; --quiet leaves out the per-video ones
+        print(f"lc4: {msg}", file=sys.stderr, flush=True)
+
+    if launched_as_rank_zero() and not args.quiet:
+        todo = pending_sequences(layout, list(prompts))
+        log.info("benchmark: %d sequences, %d done, %d to colorize", len(prompts), len(prompts) - len(todo), len(todo))
+    report = run_benchmark(
+        pipe, dataset, output, prompts, settings, accelerator=args.accelerator, devices=args.devices,
+        num_nodes=args.num_nodes, max_sequences=args.max_sequences, metrics=args.metrics,
+        weights_dir=args.weights_dir, clip_model=args.clip_model, progress=not args.quiet, say=say)
+    if report is not None:
+        print(report.to_markdown())
+        print(f"wrote {layout.pred}/ and {layout.report}.{{json,csv,md}}", file=sys.stderr)
+    return 0

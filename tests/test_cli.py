@@ -1,0 +1,335 @@
+"""`lc4 colorize` / `python infer.py` end to end: real processes on generated media, output formats,
+batch mode, resume, and one-line errors for every bad input.
+
+Real-process runs cost a few seconds each (importing torch and diffusers); the error table runs
+in-process for speed and again through real processes in a slow-marked test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+
+from lc4.cli import main as lc4_main
+from lc4.color import to_grey
+from lc4.io import probe, read_frames
+
+ROOT = Path(__file__).resolve().parents[1]
+FPS = Fraction(25)
+FAST = ["--model", "random-tiny", "--steps", "2", "--resolution", "32", "--quiet"]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
+       "TRANSFORMERS_OFFLINE": "1", "PYTHONWARNINGS": "default"}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+# --------------------------------------------------------------------------- media
+
+
+def grey_frames(n: int, h: int = 32, w: int = 48) -> np.ndarray:
+    yy, xx = np.mgrid[0:h, 0:w]
+    g = np.stack([((xx * 4 + yy * 2 + 7 * i) % 200 + 28) for i in range(n)]).astype(np.uint8)
+    return np.repeat(g[..., None], 3, axis=-1)
+
+
+def write_mp4(path: Path, frames: np.ndarray, audio: bool = True, container: str | None = None) -> Path:
+    """H.264 video (+ AAC 440 Hz sine, as long as the video) with PyAV."""
+    n, h, w, _ = frames.shape
+    with av.open(str(path), "w", format=container) as c:
+        v = c.add_stream("libx264", rate=FPS)
+        v.width, v.height, v.pix_fmt, v.options = w, h, "yuv420p", {"crf": "10"}
+        a = c.add_stream("aac", rate=48000, layout="stereo") if audio else None
+        for i, f in enumerate(frames):
+            vf = av.VideoFrame.from_ndarray(f, format="rgb24")
+            vf.pts = i
+            c.mux(v.encode(vf))
+        c.mux(v.encode(None))
+        if a is not None:
+            total = int(n / float(FPS) * 48000)
+            tone = (0.3 * np.sin(2 * np.pi * 440 * np.arange(total) / 48000)).astype(np.float32)
+            for k in range(0, total, 1024):
+                chunk = tone[k : k + 1024]
+                af = av.AudioFrame.from_ndarray(np.stack([chunk, chunk]), format="fltp", layout="stereo")
+                af.sample_rate, af.pts = 48000, k
+                c.mux(a.encode(af))
+            c.mux(a.encode(None))
+    return path
+
+
+def luminance(path: Path) -> np.ndarray:
+    """The Y channel compared end to end: the luminance of the decoded RGB frames as a grey level,
+    0..255 (sRGB-encoded CIE Y = the Lab-L grey the model sees), (T, H, W) uint8."""
+    from lc4.color import to_grey
+
+    return to_grey(read_frames(path))[..., 0]
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
+
+
+def run_cli(*args: str, entry: str = "lc4", cwd: Path | None = None) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "lc4.cli", "colorize"] if entry == "lc4" else [sys.executable, str(ROOT / "infer.py")]
+    return subprocess.run([*cmd, *map(str, args)], capture_output=True, text=True, env=ENV, cwd=cwd or ROOT,
+                          timeout=300)
+
+
+def png_folder(path: Path) -> np.ndarray:
+    return read_frames(path)
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("media")
+    frames = grey_frames(12)
+    return {"dir": d, "mp4": write_mp4(d / "grey.mp4", frames), "frames": frames}
+
+
+ARCHIVAL = ["--pixel-format", "yuv444p", "--crf", "10"]
+
+
+@pytest.fixture(scope="module")
+def mp4_run(media) -> dict[str, Path]:
+    """One real `lc4 colorize` run to MP4 (shared by the tests that inspect it)."""
+    out = media["dir"] / "out.mp4"
+    done = run_cli(media["mp4"], "--prompt", "a red car", "--output", out, *FAST, *ARCHIVAL)
+    assert done.returncode == 0, done.stderr
+    return {"out": out, "stdout": done.stdout, "stderr": done.stderr}
+
+
+# --------------------------------------------------------------------------- end to end
+
+
+def test_mp4_keeps_frames_rate_size_audio_and_luminance(media, mp4_run):
+    src, out = probe(media["mp4"]), probe(mp4_run["out"])
+    assert (out.num_frames, out.frame_rate, out.width, out.height) == (12, FPS, 48, 32)
+    assert (src.num_frames, src.width, src.height) == (12, 48, 32)
+    assert out.has_audio and out.audio_codec == "aac"
+    with av.open(str(mp4_run["out"])) as c:
+        audio = c.streams.audio[0]
+        assert abs(float(audio.duration * audio.time_base) - 12 / 25) < 0.05
+    # luminance recombination: the input's own luminance comes back (measured 42 dB; the loss is
+    # H.264's: the random model's per-pixel, fully saturated chroma is a worst case for the codec)
+    assert psnr(luminance(media["mp4"]), luminance(mp4_run["out"])) >= 40.0
+    assert "wrote" in mp4_run["stdout"] and "Traceback" not in mp4_run["stderr"]
+
+
+def test_default_mp4_settings_and_raw_output_luminance(media, tmp_path):
+    """Defaults (4:2:0, crf 18) keep the luminance within codec loss (measured 36.7 dB with this
+    random model); --raw (no recombination) shows what the decoder alone would give."""
+    args = ["colorize", str(media["mp4"]), "--prompt", "a red car", *FAST]
+    assert lc4_main([*args, "--output", str(tmp_path / "default.mp4")]) == 0
+    assert lc4_main([*args, "--output", str(tmp_path / "raw.mp4"), "--raw"]) == 0
+    reference = luminance(media["mp4"])
+    assert psnr(reference, luminance(tmp_path / "default.mp4")) >= 35.0
+    assert psnr(reference, luminance(tmp_path / "raw.mp4")) < 25.0
+
+
+def test_infer_py_with_the_same_arguments_gives_the_same_video(media, mp4_run):
+    out = media["dir"] / "infer_out.mp4"
+    done = run_cli(media["mp4"], "--prompt", "a red car", "--output", out, *FAST, *ARCHIVAL, "--format", "both",
+                   entry="infer")
+    assert done.returncode == 0, done.stderr
+    assert np.array_equal(read_frames(out), read_frames(mp4_run["out"]))
+    pngs = png_folder(media["dir"] / "infer_out")  # --format both: OUT.mp4 and OUT/
+    assert pngs.shape == (12, 32, 48, 3)
+    assert psnr(pngs, read_frames(out)) > 30  # the same frames, before and after H.264 (measured 34 dB)
+    assert psnr(luminance(media["mp4"]), to_grey(pngs)[..., 0]) > 50  # lossless: only uint8 rounding
+    # --format png (in-process) writes exactly the PNG frames of the 'both' run
+    folder = media["dir"] / "png_only"
+    assert lc4_main(["colorize", str(media["mp4"]), "--prompt", "a red car", "--output", str(folder), *FAST,
+                     "--format", "png"]) == 0
+    assert np.array_equal(png_folder(folder), pngs)
+
+
+def test_single_image_in_single_image_out(tmp_path):
+    from PIL import Image
+
+    Image.fromarray(grey_frames(1, 40, 24)[0]).save(tmp_path / "photo.png")
+    assert lc4_main(["colorize", str(tmp_path / "photo.png"), "--prompt", "a red car", "--output",
+                     str(tmp_path / "colour.png"), *FAST]) == 0
+    with Image.open(tmp_path / "colour.png") as im:
+        assert im.size == (24, 40) and im.mode == "RGB"
+
+
+@pytest.mark.slow
+def test_batch_mode_json_real_process_and_csv(tmp_path, media):
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    write_mp4(videos / "bear.mp4", grey_frames(10), audio=False)
+    from lc4.io import write_png_folder
+
+    write_png_folder(grey_frames(9, 24, 40), videos / "swan")
+    table = tmp_path / "prompts.json"
+    table.write_text(json.dumps({"bear": "a brown bear", "swan": "a white swan", "ghost": "nothing"}))
+    done = run_cli(videos, "--prompts", table, "--output", tmp_path / "out", *FAST)
+    assert done.returncode == 0, done.stderr
+    assert probe(tmp_path / "out" / "bear.mp4").num_frames == 10
+    assert probe(tmp_path / "out" / "swan.mp4").num_frames == 9
+    assert "ghost: no video or frame folder" in done.stderr and "Traceback" not in done.stderr
+    # CSV, PNG output, in-process; an existing output is skipped, not redone
+    csv = tmp_path / "prompts.csv"
+    csv.write_text("name,prompt\nbear.mp4,a brown bear\nswan,\"a white swan, on a lake\"\n")
+    assert lc4_main(["colorize", str(videos), "--prompts", str(csv), "--output", str(tmp_path / "png"), *FAST,
+                     "--format", "png"]) == 0
+    assert png_folder(tmp_path / "png" / "bear").shape == (10, 32, 48, 3)
+    assert png_folder(tmp_path / "png" / "swan").shape == (9, 24, 40, 3)
+    before = (tmp_path / "png" / "bear" / "00000.png").stat().st_mtime_ns
+    assert lc4_main(["colorize", str(videos), "--prompts", str(csv), "--output", str(tmp_path / "png"), *FAST,
+                     "--format", "png"]) == 0
+    assert (tmp_path / "png" / "bear" / "00000.png").stat().st_mtime_ns == before
+
+
+# --------------------------------------------------------------------------- resume
+
+
+def test_interrupted_cli_run_resumes_from_its_saved_state(tmp_path, media, monkeypatch, caplog):
+    import lc4.colorize_cli as cc
+
+    args = ["colorize", str(media["mp4"]), "--prompt", "a red car", *FAST, "--steps", "4", "--format", "png"]
+    assert lc4_main([*args, "--output", str(tmp_path / "full")]) == 0
+    full = png_folder(tmp_path / "full")
+
+    real_saver = cc.state_saver
+
+    def interrupting_saver(state_file, key):
+        save = real_saver(state_file, key)
+
+        def step(i, t, z):
+            save(i, t, z)
+            if i == 1:
+                raise KeyboardInterrupt
+
+        return step
+
+    out = tmp_path / "resumed"
+    monkeypatch.setattr(cc, "state_saver", interrupting_saver)
+    assert lc4_main([*args, "--output", str(out)]) == 130
+    state = tmp_path / ".resumed.lc4-resume.pt"
+    assert state.exists() and not out.exists()
+    assert torch.load(state, weights_only=True)["step"] == 1
+    monkeypatch.setattr(cc, "state_saver", real_saver)
+
+    # a different job (another seed) must not use it
+    with caplog.at_level("WARNING", logger="lc4"):
+        cc.load_state(state, "another-key", 4)
+    assert "belongs to another job" in caplog.text
+    # the same job, run again, continues after step 2 of 4 and gives the uninterrupted result
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="lc4"):
+        assert lc4_main([*args, "--output", str(out)]) == 0
+    assert "resuming a saved run after step 2/4" in caplog.text
+    assert np.array_equal(png_folder(out), full)
+    assert not state.exists()
+
+
+def test_unreadable_resume_state_is_ignored(tmp_path, caplog):
+    from lc4.colorize_cli import load_state
+
+    bad = tmp_path / ".x.lc4-resume.pt"
+    bad.write_bytes(os.urandom(100))
+    with caplog.at_level("WARNING", logger="lc4"):
+        assert load_state(bad, "k", 4) is None
+    assert "unreadable resume file" in caplog.text
+    torch.save({"key": "k", "step": 7, "latents": torch.zeros(1)}, bad)
+    assert load_state(bad, "k", 4) is None  # a step beyond this run's steps
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def header_only_mkv(path: Path) -> Path:
+    """A Matroska file cut before its first cluster: a video stream with no frames."""
+    full = write_mp4(path.with_suffix(".full.mkv"), grey_frames(4), audio=False, container="matroska")
+    data = full.read_bytes()
+    path.write_bytes(data[: data.find(bytes.fromhex("1F43B675"))])
+    return path
+
+
+@pytest.fixture(scope="module")
+def error_cases(tmp_path_factory, media) -> list[tuple[str, list[str], str]]:
+    d = tmp_path_factory.mktemp("bad")
+    (d / "junk.mp4").write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    header_only_mkv(d / "empty.mkv")
+    (d / "noframes").mkdir()
+    (d / "noframes" / "notes.txt").write_text("no images here")
+    (d / "notamodel").mkdir()
+    (d / "notamodel" / "weights.bin").write_bytes(b"\0" * 16)
+    (d / "exists.mp4").write_bytes(b"keep me")
+    (d / "names.json").write_text(json.dumps({"nothing": "a red car"}))
+    mp4, out = str(media["mp4"]), str(d / "o.mp4")
+    long_prompt = " ".join(["a red car and a blue bus"] * 14) + " under a violet sky"
+    ok = ["--prompt", "a red car", *FAST]
+    return [
+        ("missing file", [str(d / "missing.mp4"), "--output", out, *ok], "input not found"),
+        ("random bytes", [str(d / "junk.mp4"), "--output", out, *ok], "cannot read video"),
+        ("zero frames", [str(d / "empty.mkv"), "--output", out, *ok], "no frames|cannot read video"),
+        ("folder without frames", [str(d / "noframes"), "--output", out, *ok], "no image frames"),
+        ("empty prompt", [mp4, "--output", out, "--prompt", "", *FAST], "the prompt is empty"),
+        ("over-long prompt", [mp4, "--output", out, "--prompt", long_prompt, *FAST], "cut words: '.*violet sky'"),
+        ("output is input", [mp4, "--output", mp4, *ok], "output is the same as the input"),
+        ("resolution", [mp4, "--output", out, *ok, "--resolution", "36"], "multiple of 8, got 36"),
+        ("scheduler", [mp4, "--output", out, *ok, "--scheduler", "FastScheduler"], "unknown scheduler"),
+        ("not a model", [mp4, "--output", out, "--prompt", "a red car", "--quiet", "--model", str(d / "notamodel")],
+         "not an L-C4 model folder"),
+        ("output exists", [mp4, "--output", str(d / "exists.mp4"), *ok], "already exists"),
+        ("overlapping ranges", [mp4, "--output", out, "--prompt", "0-6: a red car", "--prompt", "5-: a blue car",
+                                *FAST], "overlaps"),
+        ("uncovered frames", [mp4, "--output", out, "--prompt", "0-3: a red car", "--prompt", "6-: a blue car",
+                              *FAST], "frames 4-5 have no prompt"),
+        ("no prompt", [mp4, "--output", out, *FAST], "give --prompt"),
+        ("prompt and prompts", [mp4, "--output", out, *ok, "--prompts", str(d / "names.json")], "not both"),
+        ("steps", [mp4, "--output", out, *ok, "--steps", "0"], "--steps must be >= 1, got 0"),
+        ("image for video", [mp4, "--output", str(d / "o.png"), *ok], "names one image"),
+        ("batch names nothing", [str(d), "--prompts", str(d / "names.json"), "--output", str(d / "batch"), *FAST],
+         "none of the 1 names"),
+        ("no cuda", [mp4, "--output", out, *ok, "--device", "cuda"], "CUDA is not available"),
+    ]
+
+
+def _check_one_line(stderr: str, expected: str) -> None:
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("lc4: error: ") and re.search(expected, lines[0]), lines[0]
+    assert "Traceback" not in stderr
+
+
+def test_every_bad_input_is_one_line_in_process(error_cases, capsys):
+    for name, args, expected in error_cases:
+        code = lc4_main(["colorize", *args])
+        err = capsys.readouterr().err
+        assert code != 0, name
+        # in-process, lc4's own log lines go to pytest's log capture, not stderr
+        _check_one_line(err, expected)
+    assert (Path(error_cases[0][1][2]).parent / "exists.mp4").read_bytes() == b"keep me"
+
+
+@pytest.mark.slow
+def test_every_bad_input_is_one_line_through_the_real_cli(error_cases):
+    def one(case):
+        name, args, expected = case
+        return name, expected, run_cli(*args)
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for name, expected, done in pool.map(one, error_cases):
+            assert done.returncode != 0, name
+            assert done.returncode != 0, name
+            _check_one_line(done.stderr, expected)

@@ -27,7 +27,7 @@ from lc4.models.config import LC4Config  # noqa: E402
 from lc4.models.lc4 import LC4Model  # noqa: E402
 from lc4.models.tda import TEMPORAL_KINDS  # noqa: E402
 
-VARIANTS = tuple(k for k in TEMPORAL_KINDS)  # tda, temporal_attention, conv3d, none
+VARIANTS = TEMPORAL_KINDS  # tda, temporal_attention, conv3d, none
 
 
 def count(module: nn.Module | Iterable[nn.Module] | None) -> int:

@@ -333,22 +333,22 @@ def plan_batch(input_dir: Path, table: dict[str, str], out_dir: Path, args: argp
         raise ValueError(f"with --prompts, --output must be a folder, got the file {out_dir}")
     entries = sorted(input_dir.iterdir())
     jobs: list[Job] = []
-    matched = 0
+    found = {name: [p for p in entries if p.name == name] or [p for p in entries if p.stem == name] for name in table}
+    missing = [name for name, paths in found.items() if not paths]
+    if len(missing) == len(table):
+        raise ValueError(f"none of the {len(table)} names in the prompts file is a video or frame folder in {input_dir}")
+    for name in missing:
+        log.warning("%s: no video or frame folder named so in %s, skipped", name, input_dir)
     for name, prompt in sorted(table.items()):
-        found = [p for p in entries if p.name == name] or [p for p in entries if p.stem == name]
-        if not found:
-            log.warning("%s: no video or frame folder named so in %s, skipped", name, input_dir)
+        if not found[name]:
             continue
-        matched += 1
-        source = found[0]
+        source = found[name][0]
         base = source.stem if source.is_file() else source.name
         target = out_dir / (base if args.format == "png" else f"{base}.mp4")
         if target.exists() and not args.overwrite:
             log.warning("%s: %s exists, skipped (use --overwrite to redo)", name, target)
             continue
         jobs.append(plan_job(source, [prompt], target, args))
-    if not matched:
-        raise ValueError(f"none of the {len(table)} names in the prompts file is a video or frame folder in {input_dir}")
     return jobs
 
 

@@ -260,7 +260,7 @@ class LC4Pipeline:
         self.scheduler.set_timesteps(num_inference_steps, device=state)
         lat_shape = (t_frames, model.vae.config.latent_channels, size[0] // model.vae_scale_factor,
                      size[1] // model.vae_scale_factor)
-        latents = torch.randn(lat_shape, generator=generator, dtype=torch.float32).to(state)
+        latents = torch.randn(lat_shape, generator=generator, dtype=torch.float32, device=generator.device).to(state)
         latents = latents * self.scheduler.init_noise_sigma
         start = 0
         if resume_latents is not None:

@@ -16,6 +16,8 @@ each part in its library's own format (safetensors + config). Builders:
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import json
 import os
 from pathlib import Path
@@ -99,15 +101,17 @@ class LC4Model(nn.Module):
         """Random weights from a config (the VAE-initialised E^lum still copies the random E)."""
         from .tokenizer import load_clip_tokenizer
 
-        config = config or LC4Config.tiny()
+        config = copy.deepcopy(config or LC4Config.tiny())
         config.validate()
-        if seed is not None:
-            torch.manual_seed(seed)
-        vae = AutoencoderKL(**config.vae)
-        unet = UNet2DConditionModel(**config.unet)
-        text_encoder = CLIPTextModel(CLIPTextConfig(**config.text))
+        # a seed here leaves the caller's global RNG untouched; without one, the global RNG is used
+        with torch.random.fork_rng(devices=[]) if seed is not None else contextlib.nullcontext():
+            if seed is not None:
+                torch.manual_seed(seed)
+            vae = AutoencoderKL(**config.vae)
+            unet = UNet2DConditionModel(**config.unet)
+            text_encoder = CLIPTextModel(CLIPTextConfig(**config.text))
+            lum, lc4_unet, cmpf = cls._new_parts(config, vae, unet, config.text["hidden_size"])
         tokenizer = load_clip_tokenizer(config.tokenizer)
-        lum, lc4_unet, cmpf = cls._new_parts(config, vae, unet, config.text["hidden_size"])
         return cls(config, vae, lum, lc4_unet, text_encoder, tokenizer, cmpf)
 
     @classmethod
@@ -143,7 +147,7 @@ class LC4Model(nn.Module):
     @classmethod
     def _assemble(cls, config, vae, unet, text_encoder, tokenizer, scheduler: dict) -> "LC4Model":
         """Wrap loaded SD1.5 parts; the config's module choices apply, its sizes come from the parts."""
-        config = config or LC4Config.sd15()
+        config = copy.deepcopy(config or LC4Config.sd15())
         config.vae, config.unet = dict(vae.config), dict(unet.config)
         config.text = {k: v for k, v in text_encoder.config.to_dict().items() if k in LC4Config().text}
         config.scheduler = {k: v for k, v in scheduler.items() if not k.startswith("_")}

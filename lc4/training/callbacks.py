@@ -1,9 +1,14 @@
-"""Training callbacks: sample pictures, checkpoints on preemption, export at the end."""
+"""Training callbacks: sample pictures, checkpoints on preemption, export at the end.
+
+Every callback resolves the run's log folder once, in `setup`, on every rank: `trainer.log_dir`
+is a collective under DDP (rank 0 broadcasts it), so calling it from rank 0 alone would hang.
+"""
 
 from __future__ import annotations
 
 import logging
 import signal
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +19,19 @@ import torch
 log = logging.getLogger("lc4")
 
 
-def _log_dir(trainer: pl.Trainer) -> Path:
+def resolve_log_dir(trainer: pl.Trainer) -> Path:
+    """The run's log folder; call it on every rank at the same point (it is a broadcast under DDP)."""
     return Path(trainer.log_dir or trainer.default_root_dir)
+
+
+def to_uint8(pixels: torch.Tensor) -> np.ndarray:
+    """`(f, 3, h, w)` in [-1, 1] → `(f, h, w, 3)` uint8 RGB."""
+    return ((pixels.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+
+
+def was_preempted(trainer: pl.Trainer) -> bool:
+    """Whether a `PreemptionCheckpoint` of `trainer` stopped the run."""
+    return any(isinstance(c, PreemptionCheckpoint) and c.preempted for c in trainer.callbacks)
 
 
 class SampleLogger(pl.Callback):
@@ -23,12 +39,22 @@ class SampleLogger(pl.Callback):
 
     The clip is the first item of the datamodule's validation set (else its training set); the
     pictures go to `<log_dir>/samples/step_XXXXXX.png` and, with a TensorBoard logger, to TensorBoard.
+    Stage 0 shows the reconstruction D(E(x), skips(E^lum(grey))); stages 1–2 run the pipeline.
+    Only rank 0 renders; it uses its own generator, so training randomness is untouched.
     """
 
     def __init__(self, every_n_steps: int = 500, num_inference_steps: int = 20, guidance_scale: float = 4.5,
                  at_start: bool = True):
+        if every_n_steps < 0 or num_inference_steps < 1:
+            raise ValueError(f"every_n_steps must be >= 0 and num_inference_steps >= 1, got {every_n_steps}, "
+                             f"{num_inference_steps}")
         self.every_n_steps, self.steps, self.guidance, self.at_start = every_n_steps, num_inference_steps, guidance_scale, at_start
         self._clip: dict[str, Any] | None = None
+        self._dir: Path | None = None
+        self._last_step = -1
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self._dir = resolve_log_dir(trainer)
 
     def _reference(self, trainer: pl.Trainer) -> dict[str, Any] | None:
         if self._clip is None:
@@ -43,36 +69,35 @@ class SampleLogger(pl.Callback):
 
     @torch.no_grad()
     def render(self, trainer: pl.Trainer, module: pl.LightningModule) -> Path | None:
+        """Write the picture for the current step; returns its path (None without data)."""
+        from ..color import to_grey
         from ..pipeline import LC4Pipeline
         from ..strip import make_strip
 
         clip = self._reference(trainer)
         if clip is None:
             return None
-        truth = ((clip["pixel_values"].float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
+        truth = to_uint8(clip["pixel_values"])
         model = module.model
         was_training = model.training
-        pipe = LC4Pipeline(model)
+        model.eval()
         try:
-            if module.hparams.stage == 0:
-                from .losses import grey_input
+            with trainer.precision_plugin.forward_context():  # autocast, as in training_step
+                if module.hparams.stage == 0:
+                    from .losses import grey_input
 
-                rgb = clip["pixel_values"].to(module.device, model.vae.dtype)
-                lum = model.encode_luminance(grey_input(rgb))
-                pred = model.decode(model.encode_frames(rgb, sample=False), lum)
-                pred = ((pred.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
-            else:
-                from ..color import to_grey as _grey
-
-                pred = pipe(_grey(truth), clip["caption"] or "a video", num_inference_steps=self.steps,
-                            guidance_scale=self.guidance, seed=0, resolution=truth.shape[1], progress=False).frames
+                    rgb = clip["pixel_values"].to(module.device, model.vae.dtype)
+                    lum = model.encode_luminance(grey_input(rgb))
+                    pred = to_uint8(model.decode(model.encode_frames(rgb, sample=False), lum))
+                else:
+                    pred = LC4Pipeline(model)(to_grey(truth), clip["caption"] or "a video",
+                                              num_inference_steps=self.steps, guidance_scale=self.guidance, seed=0,
+                                              resolution=truth.shape[1], progress=False).frames
         finally:
             model.train(was_training)
-            module.on_train_epoch_start()  # frozen parts back to eval
-        from ..color import to_grey
-
+            module.freeze_frozen_parts()
         strip = make_strip([to_grey(truth), pred, truth], ["grey", "ours", "truth"], frames=8, height=64)
-        out = _log_dir(trainer) / "samples" / f"step_{trainer.global_step:06d}.png"
+        out = (self._dir or resolve_log_dir(trainer)) / "samples" / f"step_{trainer.global_step:06d}.png"
         out.parent.mkdir(parents=True, exist_ok=True)
         strip.save(out)
         experiment = getattr(trainer.logger, "experiment", None)
@@ -82,50 +107,98 @@ class SampleLogger(pl.Callback):
 
     def on_train_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         if self.at_start and trainer.is_global_zero:
+            self._last_step = trainer.global_step
             self.render(trainer, module)
 
     def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, *args: Any) -> None:
-        if trainer.is_global_zero and self.every_n_steps and trainer.global_step % self.every_n_steps == 0:
+        step = trainer.global_step
+        if (trainer.is_global_zero and self.every_n_steps and step % self.every_n_steps == 0
+                and step != self._last_step):  # once per optimizer step, also when accumulating
+            self._last_step = step
             self.render(trainer, module)
 
 
 class PreemptionCheckpoint(pl.Callback):
     """On SIGTERM/SIGUSR1 (cluster preemption), save `<dirpath>/preempted.ckpt` and stop cleanly.
 
-    Resume with `--ckpt_path <dirpath>/preempted.ckpt` (or `last`). Lightning's SLURM environment
-    handles SIGUSR1 requeueing itself; this covers torchrun/Kubernetes-style SIGTERM too.
+    The signal only sets a flag; at the end of the current training batch every rank agrees on it
+    (one all-reduce of a bool under DDP, so a signal that reached only some ranks cannot hang the
+    others), the checkpoint is saved and the trainer stops. `ExportOnTrainEnd` skips the export of
+    a preempted run. Resume with `--ckpt_path <dirpath>/preempted.ckpt`; the data loader continues
+    mid-epoch where it stopped. While fitting, these handlers replace Lightning's own SIGTERM
+    handler; the previous handlers come back at teardown. With SLURM auto-requeue Lightning's
+    SIGUSR1 handler saves `hpc_ckpt_*.ckpt` and requeues: list only "SIGTERM" in `signals` there.
     """
 
     def __init__(self, dirpath: str | None = None, signals: tuple[str, ...] = ("SIGTERM", "SIGUSR1")):
-        self.dirpath, self.signals, self._hit = dirpath, signals, False
+        unknown = [s for s in signals if not s.startswith("SIG")]
+        if unknown:
+            raise ValueError(f"signals must be names such as SIGTERM, got {unknown}")
+        self.dirpath, self.signals = dirpath, tuple(signals)
+        self._hit = False
+        self.preempted = False
+        self._previous: dict[int, Any] = {}
+        self._dir: Path | None = None
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self._dir = Path(self.dirpath) if self.dirpath else resolve_log_dir(trainer) / "checkpoints"
+
+    @property
+    def path(self) -> Path | None:
+        """Where the checkpoint goes (known after setup)."""
+        return None if self._dir is None else self._dir / "preempted.ckpt"
 
     def on_train_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
-        import threading
-
+        self._hit = self.preempted = False
         if threading.current_thread() is not threading.main_thread():
             return
         for name in self.signals:
             if hasattr(signal, name):
-                signal.signal(getattr(signal, name), self._handler)
+                signum = getattr(signal, name)
+                self._previous[signum] = signal.getsignal(signum)
+                signal.signal(signum, self.handler)
 
-    def _handler(self, signum: int, frame: Any) -> None:
+    def handler(self, signum: int, frame: Any) -> None:
+        """The signal handler: only remembers that the run must stop (safe at any point of a step)."""
         self._hit = True
 
     def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, *args: Any) -> None:
-        if self._hit:
-            path = Path(self.dirpath or (_log_dir(trainer) / "checkpoints")) / "preempted.ckpt"
+        hit = self._hit
+        if trainer.world_size > 1:
+            hit = trainer.strategy.reduce_boolean_decision(hit, all=False)
+        if hit and not self.preempted:
+            path = self.path or resolve_log_dir(trainer) / "checkpoints" / "preempted.ckpt"
             trainer.save_checkpoint(path)
-            log.warning("preempted: saved %s; resume with --ckpt_path %s", path, path)
+            self.preempted = True
+            if trainer.is_global_zero:
+                log.warning("preempted: saved %s; resume with --ckpt_path %s", path, path)
             trainer.should_stop = True
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if threading.current_thread() is threading.main_thread():
+            for signum, previous in self._previous.items():
+                signal.signal(signum, previous if previous is not None else signal.SIG_DFL)
+        self._previous = {}
 
 
 class ExportOnTrainEnd(pl.Callback):
-    """At the end of fit, write the model (EMA weights) in the pipeline's format to `dirpath` (default `<log_dir>/export`)."""
+    """At the end of fit, write the model (EMA weights) in the pipeline's format to `dirpath` (default `<log_dir>/export`).
+
+    A run stopped by `PreemptionCheckpoint` is not exported (it is unfinished; resume it).
+    """
 
     def __init__(self, dirpath: str | None = None, use_ema: bool = True):
         self.dirpath, self.use_ema = dirpath, use_ema
+        self._dir: Path | None = None
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self._dir = Path(self.dirpath) if self.dirpath else resolve_log_dir(trainer) / "export"
 
     def on_train_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        if was_preempted(trainer):
+            if trainer.is_global_zero:
+                log.warning("not exporting: the run was preempted; resume it to finish")
+            return
         if trainer.is_global_zero:
-            out = module.export(self.dirpath or (_log_dir(trainer) / "export"), use_ema=self.use_ema)
+            out = module.export(self._dir or Path(trainer.default_root_dir) / "export", use_ema=self.use_ema)
             print(f"exported the trained model to {out} (lc4 colorize --model {out})", flush=True)

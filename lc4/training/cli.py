@@ -5,6 +5,7 @@
 
 Every option can be overridden on the command line; the resolved config is saved beside the
 checkpoints (`<log_dir>/config.yaml`). `lc4 export CKPT OUT` turns a checkpoint into a model folder.
+`seed_everything` also seeds the module's step noise (`model.seed`) and the data order (`data.seed`).
 """
 
 from __future__ import annotations
@@ -18,11 +19,30 @@ from ..data.datamodule import VideoDataModule
 from .module import LC4Module
 
 
+def _int_seed(seed: object) -> int:
+    """`seed_everything` may be true/false (Lightning then draws one); the module and data need an int."""
+    return seed if isinstance(seed, int) and not isinstance(seed, bool) else 0
+
+
 class LC4CLI(LightningCLI):
-    """Links the clip length and resolution of model and data so they cannot disagree."""
+    """Adds `--export_to`, ties the seeds together and checks manifests before the model is built."""
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_argument("--export_to", default=None, help="after fit, also export the model here")
+        parser.link_arguments("seed_everything", "model.seed", compute_fn=_int_seed)
+        parser.link_arguments("seed_everything", "data.seed", compute_fn=_int_seed)
+
+    def before_instantiate_classes(self) -> None:
+        """Fail on a bad manifest (missing, empty, no `video` column, missing files) in seconds, not
+        after minutes of loading SD1.5."""
+        from ..data.manifest import load_manifest
+
+        config = self.config.get(self.subcommand, self.config) if self.subcommand else self.config
+        data = config.get("data") or {}
+        for key in ("train_manifest", "val_manifest"):
+            path = data.get(key)
+            if path:
+                load_manifest(path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,10 +53,15 @@ def main(argv: list[str] | None = None) -> int:
                      save_config_kwargs={"overwrite": True}, auto_configure_optimizers=False)
         export_to = cli.config.get(cli.subcommand, {}).get("export_to") if cli.subcommand else None
         if export_to and cli.subcommand == "fit" and cli.trainer.is_global_zero:
-            out = cli.model.export(export_to)
-            print(f"exported the trained model to {out}")
+            from .callbacks import was_preempted
+
+            if was_preempted(cli.trainer):
+                print("lc4 train: preempted, not exporting; resume with --ckpt_path", file=sys.stderr)
+            else:
+                out = cli.model.export(export_to)
+                print(f"exported the trained model to {out}")
     except SystemExit as exc:
-        return int(exc.code or 0)
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except KeyboardInterrupt:
         print("lc4 train: interrupted; resume with --ckpt_path last", file=sys.stderr)
         return 130

@@ -21,7 +21,8 @@ def drop_captions(captions: Sequence[str], p: float, generator: torch.Generator 
     """Replace each caption by "" with probability p (classifier-free guidance training)."""
     if p <= 0:
         return list(captions)
-    keep = torch.rand(len(captions), generator=generator) >= p
+    device = generator.device if generator is not None else None  # a CUDA generator draws on CUDA
+    keep = torch.rand(len(captions), generator=generator, device=device) >= p
     return [c if k else "" for c, k in zip(captions, keep.tolist())]
 
 

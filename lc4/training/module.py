@@ -5,19 +5,23 @@
 * stage 2 — CMPF with the UNet frozen, ε-MSE.
 
 Which parts train is the config's `train_parts` (defaults per stage); everything else is frozen:
-eval mode, `requires_grad=False`, cast to the working dtype of mixed precision. Randomness of a
-step (noise, timesteps, caption dropout) is drawn from a generator seeded by (seed, step, rank),
-so a resumed run repeats an uninterrupted one exactly. An EMA of the trained weights is kept in
-fp32, saved in the checkpoint and used by `export`.
+eval mode, `requires_grad=False`, cast to the working dtype of mixed precision (an fp32 copy is
+kept on the host, so checkpoints and exports keep the frozen weights exactly). Randomness of a
+step (noise, timesteps, caption dropout) is drawn from a generator seeded by (seed, step,
+micro-batch, rank), and the data order by (seed, epoch, index), so a resumed run repeats an
+uninterrupted one exactly. An EMA of the trained weights is kept in fp32, updated once per
+optimizer step, saved in the checkpoint and used by `export`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 from torch import nn
@@ -41,6 +45,8 @@ def build_model(model: str = "tiny", sd15: str | None = None, model_config: dict
     if model in ("tiny", "sd15"):
         config = LC4Config.from_dict({"base": model, **(model_config or {})})
     elif path.suffix in (".yaml", ".yml", ".json"):
+        if not path.is_file():
+            raise FileNotFoundError(f"model config {model} does not exist (paths are relative to the working directory)")
         config = LC4Config.from_file(path)
         if model_config:
             config = LC4Config.from_dict({**config.to_dict(), **model_config})
@@ -52,6 +58,14 @@ def build_model(model: str = "tiny", sd15: str | None = None, model_config: dict
     if src.is_file():
         return LC4Model.from_single_file(src, config, trust_pickle=trust_checkpoint)
     return LC4Model.from_sd15(sd15, config)
+
+
+def model_state_from_checkpoint(ckpt: Mapping[str, Any], use_ema: bool = True) -> dict[str, torch.Tensor]:
+    """Model-relative weights of a Lightning checkpoint written by `LC4Module`, EMA applied by default."""
+    state = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
+    if use_ema:
+        state.update(ckpt.get("lc4_ema") or {})
+    return state
 
 
 def load_weights_from(model: LC4Model, source: str) -> list[str]:
@@ -69,13 +83,41 @@ def load_weights_from(model: LC4Model, source: str) -> list[str]:
                 loaded.append(part)
         return loaded
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    state = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
-    ema = ckpt.get("lc4_ema") or {}
-    state.update(ema)
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+        raise ValueError(f"init_from {source}: not an lc4 training checkpoint (no state_dict)")
+    state = model_state_from_checkpoint(ckpt)
     missing, unexpected = model.load_state_dict(state, strict=False)
     if unexpected:
         raise ValueError(f"init_from {source}: {len(unexpected)} unexpected weights, e.g. {unexpected[0]}")
     return sorted({k.split(".")[0] for k in state})
+
+
+@contextlib.contextmanager
+def weights_swapped_in(model: nn.Module, weights: Mapping[str, torch.Tensor]) -> Iterator[nn.Module]:
+    """Temporarily load `weights` (a partial, model-relative state dict) into `model`; restore on exit."""
+    if not weights:
+        yield model
+        return
+    params = {**dict(model.named_parameters()), **dict(model.named_buffers())}
+    unknown = [n for n in weights if n not in params]
+    if unknown:
+        raise ValueError(f"{len(unknown)} weights do not belong to the model, e.g. {unknown[0]}")
+    backup = {n: params[n].detach().clone() for n in weights}
+    with torch.no_grad():
+        for n, v in weights.items():
+            params[n].copy_(v.to(params[n].device, params[n].dtype))
+    try:
+        yield model
+    finally:
+        with torch.no_grad():
+            for n, v in backup.items():
+                params[n].copy_(v)
+
+
+def step_seed(seed: int, step: int, micro_batch: int, rank: int) -> int:
+    """A 63-bit seed for one (micro-)batch of one process; stable across runs and Python versions."""
+    state = np.random.SeedSequence([int(seed), int(step), int(micro_batch), int(rank)]).generate_state(2, np.uint32)
+    return (int(state[0]) << 31) ^ int(state[1])
 
 
 class LC4Module(pl.LightningModule):
@@ -103,6 +145,10 @@ class LC4Module(pl.LightningModule):
         super().__init__()
         if stage not in STAGE_PARTS:
             raise ValueError(f"stage must be 0, 1 or 2, got {stage}")
+        if not 0.0 <= caption_dropout <= 1.0:
+            raise ValueError(f"caption_dropout must be in [0, 1], got {caption_dropout}")
+        if ema_decay is not None and not 0.0 <= ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1) or null, got {ema_decay}")
         self.save_hyperparameters()
         self.model = build_model(model, sd15, model_config, trust_checkpoint)
         if init_from:
@@ -114,32 +160,53 @@ class LC4Module(pl.LightningModule):
             raise ValueError(f"unknown train_parts {sorted(unknown)}; parts are {', '.join(PARTS)}")
         if stage == 2 and self.model.cmpf is None:
             raise ValueError("stage 2 trains CMPF, but the model config has cmpf.enabled: false")
+        absent = [p for p in self.train_parts if getattr(self.model, p) is None]
+        if absent:
+            raise ValueError(f"train_parts {absent} are not in this model (cmpf.enabled: false?)")
         for part in PARTS:
             module = getattr(self.model, part)
             if module is not None:
                 module.requires_grad_(part in self.train_parts)
-        if gradient_checkpointing and "unet" in self.train_parts:
+        if gradient_checkpointing and stage > 0:  # the UNet is in the graph in stages 1 and 2
             self.model.unet.enable_gradient_checkpointing()
         self.noise_scheduler = self.model.noise_scheduler("DDPMScheduler")
-        self.lpips = None
+        self._lpips: list[nn.Module] = []  # a list, so it is not a submodule (not in checkpoints)
         self._ema: dict[str, torch.Tensor] = {}
+        self._ema_step = -1
+        self._frozen_fp32: dict[str, torch.Tensor] = {}  # host copies of frozen weights cast down
+        self._log_dir: Path | None = None
         self._last_time: float | None = None
 
     # ------------------------------------------------------------- bookkeeping
+    def frozen_parts(self) -> list[str]:
+        """The parts present in the model that this stage does not train."""
+        return [p for p in PARTS if getattr(self.model, p) is not None and p not in self.train_parts]
+
     def trainable_named_parameters(self) -> list[tuple[str, nn.Parameter]]:
         return [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
 
     def parameter_report(self) -> str:
         """Trainable / frozen parameter counts per part (printed at the start of fit)."""
         lines = [f"stage {self.hparams.stage}: training {', '.join(self.train_parts)}"]
+        total = [0, 0]
         for part in PARTS:
             module = getattr(self.model, part)
             if module is None:
                 continue
             train = sum(p.numel() for p in module.parameters() if p.requires_grad)
             frozen = sum(p.numel() for p in module.parameters() if not p.requires_grad)
+            total[0], total[1] = total[0] + train, total[1] + frozen
             lines.append(f"  {part:<13} trainable {train:>13,}   frozen {frozen:>13,}")
+        lines.append(f"  {'total':<13} trainable {total[0]:>13,}   frozen {total[1]:>13,}")
         return "\n".join(lines)
+
+    @property
+    def log_dir(self) -> Path:
+        """The run's log folder, resolved once on every rank at the start of fit."""
+        if self._log_dir is None:
+            trainer = self._trainer
+            return Path(getattr(trainer, "default_root_dir", None) or ".")
+        return self._log_dir
 
     def _frozen_dtype(self) -> torch.dtype:
         precision = str(getattr(self.trainer, "precision", "32"))
@@ -151,42 +218,69 @@ class LC4Module(pl.LightningModule):
 
     def setup(self, stage: str) -> None:
         dtype = self._frozen_dtype()
-        for part in PARTS:
-            module = getattr(self.model, part)
-            if module is not None and part not in self.train_parts:
+        if dtype != torch.float32:
+            for part in self.frozen_parts():
+                module = getattr(self.model, part)
+                for name, value in module.state_dict().items():
+                    key = f"{part}.{name}"
+                    if value.is_floating_point() and value.dtype == torch.float32 and key not in self._frozen_fp32:
+                        self._frozen_fp32[key] = value.detach().to("cpu", copy=True)
                 module.to(dtype=dtype)
-        if self.hparams.stage == 0 and self.hparams.lpips_weights:
-            from ..metrics.lpips import load_lpips
-
-            self.lpips = load_lpips(self.hparams.lpips_weights)
-            self.lpips.requires_grad_(False)
 
     def on_fit_start(self) -> None:
-        if self.trainer.is_global_zero:
+        strategy = type(self.trainer.strategy).__name__
+        if self.hparams.ema_decay and ("FSDP" in strategy or getattr(self.trainer.strategy, "zero_stage_3", False)):
+            raise ValueError(f"the EMA needs whole parameters on every rank; with {strategy} set model.ema_decay: null "
+                             "(or use ddp / deepspeed_stage_2)")
+        trainer = self.trainer
+        self._log_dir = Path(trainer.log_dir or trainer.default_root_dir)  # a collective: every rank calls it
+        if trainer.is_global_zero:
             print(self.parameter_report(), flush=True)
 
     def on_train_epoch_start(self) -> None:
-        for part in PARTS:  # Lightning puts everything in train mode; frozen parts stay in eval
-            module = getattr(self.model, part)
-            if module is not None and part not in self.train_parts:
-                module.eval()
+        self.freeze_frozen_parts()
+
+    def freeze_frozen_parts(self) -> None:
+        """Frozen parts back to eval mode (Lightning puts the whole module in train mode)."""
+        for part in self.frozen_parts():
+            getattr(self.model, part).eval()
 
     # ---------------------------------------------------------------- training
-    def _step_generator(self) -> torch.Generator:
+    def _step_generator(self, batch_idx: int = 0) -> torch.Generator:
+        accumulate = max(1, int(getattr(self._trainer, "accumulate_grad_batches", 1) or 1))
         g = torch.Generator(device=self.device)
-        g.manual_seed(hash((self.hparams.seed, self.global_step, self.global_rank)) % (2**63))
+        g.manual_seed(step_seed(self.hparams.seed, self.global_step, batch_idx % accumulate, self.global_rank))
         return g
+
+    def _lpips_module(self) -> nn.Module | None:
+        if self.hparams.stage != 0 or not self.hparams.lpips_weights:
+            return None
+        if not self._lpips:
+            from ..metrics.lpips import load_lpips
+
+            self._lpips.append(load_lpips(self.hparams.lpips_weights).requires_grad_(False).eval())
+        self._lpips[0].to(self.device)
+        return self._lpips[0]
+
+    def _all_finite(self, loss: torch.Tensor) -> bool:
+        finite = bool(torch.isfinite(loss.detach()).all())
+        trainer = self._trainer
+        if trainer is not None and trainer.world_size > 1:  # every rank must agree, or the others hang
+            finite = trainer.strategy.reduce_boolean_decision(finite, all=True)
+        return finite
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         pixels = batch["pixel_values"]
         if self.hparams.stage == 0:
-            loss = reconstruction_loss(self.model, pixels, self.lpips)
+            loss = reconstruction_loss(self.model, pixels, self._lpips_module())
         else:
             loss = denoising_loss(self.model, pixels, batch["caption"], self.noise_scheduler,
-                                  caption_dropout=self.hparams.caption_dropout, generator=self._step_generator(),
+                                  caption_dropout=self.hparams.caption_dropout,
+                                  generator=self._step_generator(batch_idx),
                                   use_cmpf=self.hparams.stage == 2)  # stage 1: plain CLIP embeddings
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"loss is {loss.item()} at step {self.global_step}")
+        if not self._all_finite(loss):
+            raise FloatingPointError(f"loss is not finite ({loss.item()}) at step {self.global_step}; "
+                                     "lower the learning rate or use bf16 instead of 16-mixed")
         now = time.perf_counter()
         if self._last_time is not None:
             self.log("train/clips_per_s", pixels.shape[0] * self.trainer.world_size / (now - self._last_time),
@@ -196,15 +290,15 @@ class LC4Module(pl.LightningModule):
         self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], prog_bar=False,
                  batch_size=pixels.shape[0])
         if self.hparams.log_sample_indices and "index" in batch:
-            log_dir = Path(self.trainer.log_dir or ".")
-            with open(log_dir / f"indices_rank{self.global_rank}.txt", "a") as fh:
-                fh.write(" ".join(str(int(i)) for i in batch["index"]) + "\n")
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            with open(self.log_dir / f"indices_rank{self.global_rank}.txt", "a") as fh:
+                fh.write(f"{self.global_step} " + " ".join(str(int(i)) for i in batch["index"]) + "\n")
         return loss
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         g = torch.Generator(device=self.device).manual_seed(self.hparams.seed + batch_idx)
         if self.hparams.stage == 0:
-            loss = reconstruction_loss(self.model, batch["pixel_values"], self.lpips)
+            loss = reconstruction_loss(self.model, batch["pixel_values"], self._lpips_module())
         else:
             loss = denoising_loss(self.model, batch["pixel_values"], batch["caption"], self.noise_scheduler,
                                   caption_dropout=0.0, generator=g, use_cmpf=self.hparams.stage == 2)
@@ -216,11 +310,29 @@ class LC4Module(pl.LightningModule):
         return torch.optim.AdamW(params, lr=self.hparams.lr, betas=tuple(self.hparams.betas),
                                  weight_decay=self.hparams.weight_decay)
 
+    # ------------------------------------------------------------ data errors
+    def _skipped(self) -> tuple[int, list[str]]:
+        dataset = getattr(getattr(self._trainer, "datamodule", None), "train_dataset", None)
+        count = int(getattr(dataset, "num_skipped", 0) or 0)
+        return count, (list(getattr(dataset, "skipped_paths", [])) if count else [])
+
+    def on_train_epoch_end(self) -> None:
+        count, _ = self._skipped()
+        if count:
+            self.log("data/skipped_videos", float(count), sync_dist=False)
+
+    def on_train_end(self) -> None:
+        count, paths = self._skipped()
+        if count:
+            shown = ", ".join(paths[:5]) + (", ..." if count > 5 else "")
+            log.warning("rank %d skipped %d unreadable video(s): %s", self.global_rank, count, shown)
+
     # --------------------------------------------------------------------- EMA
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         decay = self.hparams.ema_decay
-        if not decay:
+        if not decay or self.global_step == self._ema_step:  # no optimizer step (accumulating)
             return
+        self._ema_step = self.global_step
         with torch.no_grad():
             for name, p in self.trainable_named_parameters():
                 avg = self._ema.get(name)
@@ -232,30 +344,46 @@ class LC4Module(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if self._ema:
             checkpoint["lc4_ema"] = {k: v.cpu() for k, v in self._ema.items()}
+        state = checkpoint.get("state_dict")
+        if state is not None:  # frozen parts at full precision, not the working dtype
+            for k, v in self._frozen_fp32.items():
+                if f"model.{k}" in state:
+                    state[f"model.{k}"] = v
+        checkpoint["lc4_config"] = self.model.config.to_dict()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self._ema = {k: v.to(self.device) for k, v in checkpoint.get("lc4_ema", {}).items()}
+        self._ema_step = int(checkpoint.get("global_step", -1)) if self._ema else -1
+        state = checkpoint.get("state_dict", {})
+        for k in self._frozen_fp32:
+            if f"model.{k}" in state:
+                self._frozen_fp32[k] = state[f"model.{k}"].detach().to("cpu", torch.float32, copy=True)
 
     def ema_state_dict(self) -> dict[str, torch.Tensor]:
         """The EMA weights (model-relative names), empty when EMA is off or nothing was trained."""
         return dict(self._ema)
 
+    @contextlib.contextmanager
+    def _full_precision_frozen(self) -> Iterator[None]:
+        """Frozen parts cast down for mixed precision are fp32 (exact values) inside the block."""
+        if not self._frozen_fp32:
+            yield
+            return
+        parts = sorted({k.split(".")[0] for k in self._frozen_fp32})
+        dtypes = {p: getattr(self.model, p).dtype for p in parts}
+        for p in parts:
+            getattr(self.model, p).to(dtype=torch.float32)
+        try:
+            with weights_swapped_in(self.model, self._frozen_fp32):
+                yield
+        finally:
+            for p in parts:
+                getattr(self.model, p).to(dtype=dtypes[p])
+
     def export(self, path: str | Path, use_ema: bool = True) -> Path:
         """Write the trained model in the pipeline's `save_pretrained` format (EMA weights by default)."""
-        model = self.model
-        if use_ema and self._ema:
-            backup = {n: p.detach().clone() for n, p in model.named_parameters() if n in self._ema}
-            with torch.no_grad():
-                params = dict(model.named_parameters())
-                for n, v in self._ema.items():
-                    params[n].copy_(v.to(params[n].dtype))
-            try:
-                return model.save_pretrained(path)
-            finally:
-                with torch.no_grad():
-                    for n, v in backup.items():
-                        params[n].copy_(v)
-        return model.save_pretrained(path)
+        with self._full_precision_frozen(), weights_swapped_in(self.model, self._ema if use_ema else {}):
+            return self.model.save_pretrained(path)
 
 
 def train_parts_of(stage: int) -> Sequence[str]:

@@ -142,11 +142,11 @@ def measure(pipe, frames: int, fusion: str, resolution: int = 32, steps: int = 2
             **record}
 
 
-def rss_child(frames: int, fusion: str, resolution: int, steps: int) -> dict[str, float]:
+def rss_child(frames: int, fusion: str, resolution: int, steps: int, threads: int = 1) -> dict[str, float]:
     """Run once in this (fresh) process: max RSS in MiB before and after the run."""
     import resource
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(threads)
     pipe = make_pipeline()
     video = grey_video(frames, resolution)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -157,8 +157,8 @@ def rss_child(frames: int, fusion: str, resolution: int, steps: int) -> dict[str
     return {"maxrss_before_mib": before, "maxrss_after_mib": after}
 
 
-def rss_in_subprocess(frames: int, fusion: str, resolution: int, steps: int) -> dict[str, float]:
-    cmd = [sys.executable, __file__, "--child", json.dumps([frames, fusion, resolution, steps])]
+def rss_in_subprocess(frames: int, fusion: str, resolution: int, steps: int, threads: int = 1) -> dict[str, float]:
+    cmd = [sys.executable, __file__, "--child", json.dumps([frames, fusion, resolution, steps, threads])]
     done = subprocess.run(cmd, capture_output=True, text=True, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -194,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
             line = (f"{mode:8} {frames:5d} {row['before_loop'] / 2**20:12.2f} {row['loop_peak'] / 2**20:10.2f} "
                     f"{row['loop_peak'] / base:9.2f}x {row['seconds']:6.1f}")
             if args.rss:
-                row |= rss_in_subprocess(frames, mode, args.resolution, args.steps)
+                row |= rss_in_subprocess(frames, mode, args.resolution, args.steps, args.threads)
                 line += f"  {row['maxrss_before_mib']:.0f}/{row['maxrss_after_mib']:.0f} MiB"
             print(line, flush=True)
             rows.append(row)

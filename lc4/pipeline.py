@@ -254,8 +254,8 @@ class LC4Pipeline:
         if progress:
             how = "no CCF (clip by clip)" if mode == "none" else \
                 f"{mode} window, {weighting} weights, {'exact' if exact else 'bounded'} fusion"
-            log.info("CCF: %s; %d clips, %d frame evaluations per step (x%d with guidance)",
-                     how, layout.n_clips, layout.frame_evaluations, cond.branches)
+            log.info("CCF: %s; %d clips, %d frame evaluations per step%s", how, layout.n_clips,
+                     layout.frame_evaluations, " (x2 for guidance)" if cond.branches == 2 else "")
 
         self.scheduler.set_timesteps(num_inference_steps, device=state)
         lat_shape = (t_frames, model.vae.config.latent_channels, size[0] // model.vae_scale_factor,

@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 FPS = Fraction(25)
 FAST = ["--model", "random-tiny", "--steps", "2", "--resolution", "32", "--quiet"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
-       "TRANSFORMERS_OFFLINE": "1", "PYTHONWARNINGS": "default"}
+       "TRANSFORMERS_OFFLINE": "1"}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -333,3 +333,38 @@ def test_every_bad_input_is_one_line_through_the_real_cli(error_cases):
             assert done.returncode != 0, name
             assert done.returncode != 0, name
             _check_one_line(done.stderr, expected)
+
+
+# --------------------------------------------------------------------------- strips
+
+
+def test_strip_samples_evenly_and_lays_out_rows(tmp_path, media, capsys):
+    from PIL import Image
+
+    from lc4.strip import GAP, LABEL_WIDTH, main as strip_main, make_strip, sample_indices
+
+    assert sample_indices(12, 4).tolist() == [0, 4, 7, 11] and sample_indices(3, 6).tolist() == [0, 1, 2]
+    a = np.zeros((5, 20, 40, 3), np.uint8)
+    a[4] = 255  # the last frame is white: the strip's last column must show it
+    b = np.full((2, 30, 30, 3), 128, np.uint8)
+    im = np.asarray(make_strip([a, b], ["a", "b"], frames=3, height=10))
+    assert im.shape == (2 * (10 + GAP), LABEL_WIDTH + max(3 * (20 + GAP), 2 * (10 + GAP)), 3)
+    last_tile = im[GAP // 2 : GAP // 2 + 10, LABEL_WIDTH + 2 * (20 + GAP) : LABEL_WIDTH + 2 * (20 + GAP) + 20]
+    assert (last_tile == 255).all()
+    with pytest.raises(ValueError, match="2 labels for 1 videos"):
+        make_strip([a], ["a", "b"])
+
+    folder = tmp_path / "frames"
+    from lc4.io import write_png_folder
+
+    write_png_folder(grey_frames(7), folder)
+    out = tmp_path / "strip.png"
+    assert strip_main([str(media["mp4"]), str(folder), "--output", str(out), "--frames", "4"]) == 0
+    with Image.open(out) as s:
+        assert s.size == (LABEL_WIDTH + 4 * (round(48 * 96 / 32) + GAP), 2 * (96 + GAP))
+    assert strip_main([str(media["mp4"]), "--output", str(out), "--labels", "x", "y"]) == 1
+    assert strip_main([str(media["mp4"]), "--output", str(media["mp4"])]) == 1
+    assert strip_main([str(tmp_path / "missing.mp4"), "--output", str(out)]) == 1
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert len(errors) == 3 and all(e.startswith("lc4: error: ") for e in errors)
+    assert "2 labels for 1 videos" in errors[0] and "same as the input" in errors[1]

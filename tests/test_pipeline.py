@@ -422,6 +422,20 @@ def test_low_precision_vae_falls_back_to_float32_on_nan(monkeypatch, caplog):
     assert np.abs(frames.astype(int) - expected).max() <= 1
 
 
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_half_precision_model_keeps_float32_state(dtype):
+    pipe = LC4Pipeline.from_config(lc4.LC4Config.tiny(), seed=0).to("cpu", dtype)
+    assert pipe.model.unet.dtype == getattr(torch, dtype)
+    seen = []
+    for fusion in ("exact", "bounded"):
+        out = colorize(pipe, grey_video(12), num_inference_steps=2, fusion=fusion,
+                       callback=lambda i, t, z: seen.append(z.dtype))
+        assert out.shape == (12, 32, 32, 3) and out.dtype == np.uint8
+    assert set(seen) == {torch.float32}
+    with pytest.raises(ValueError, match="unknown dtype"):
+        pipe.to("cpu", "float8")
+
+
 def test_nan_from_a_float32_vae_is_an_error(monkeypatch):
     pipe = LC4Pipeline.from_config(lc4.LC4Config.tiny(), seed=0)
     monkeypatch.setattr(pipe.model, "decode", lambda z, lum, chunk_size=None: torch.full((len(z), 3, 32, 32), float("nan")))

@@ -126,7 +126,7 @@ class PreemptionCheckpoint(pl.Callback):
     others), the checkpoint is saved and the trainer stops. `ExportOnTrainEnd` skips the export of
     a preempted run. Resume with `--ckpt_path <dirpath>/preempted.ckpt`; the data loader continues
     mid-epoch where it stopped. While fitting, these handlers replace Lightning's own SIGTERM
-    handler; the previous handlers come back at teardown. With SLURM auto-requeue Lightning's
+    handler; the previous handlers come back when training ends. With SLURM auto-requeue Lightning's
     SIGUSR1 handler saves `hpc_ckpt_*.ckpt` and requeues: list only "SIGTERM" in `signals` there.
     """
 
@@ -174,11 +174,19 @@ class PreemptionCheckpoint(pl.Callback):
                 log.warning("preempted: saved %s; resume with --ckpt_path %s", path, path)
             trainer.should_stop = True
 
-    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+    def _restore_handlers(self) -> None:
+        """Put back the handlers found at train start, where ours is still the one installed."""
         if threading.current_thread() is threading.main_thread():
             for signum, previous in self._previous.items():
-                signal.signal(signum, previous if previous is not None else signal.SIG_DFL)
+                if signal.getsignal(signum) == self.handler:
+                    signal.signal(signum, previous if previous is not None else signal.SIG_DFL)
         self._previous = {}
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._restore_handlers()
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        self._restore_handlers()
 
 
 class ExportOnTrainEnd(pl.Callback):

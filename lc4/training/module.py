@@ -172,7 +172,6 @@ class LC4Module(pl.LightningModule):
         self.noise_scheduler = self.model.noise_scheduler("DDPMScheduler")
         self._lpips: list[nn.Module] = []  # a list, so it is not a submodule (not in checkpoints)
         self._ema: dict[str, torch.Tensor] = {}
-        self._ema_step = -1
         self._frozen_fp32: dict[str, torch.Tensor] = {}  # host copies of frozen weights cast down
         self._log_dir: Path | None = None
         self._last_time: float | None = None
@@ -328,18 +327,25 @@ class LC4Module(pl.LightningModule):
             log.warning("rank %d skipped %d unreadable video(s): %s", self.global_rank, count, shown)
 
     # --------------------------------------------------------------------- EMA
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        """The optimizer step, then the EMA update: once per real step (not per accumulated batch), and
+        before any `on_train_batch_end` callback saves a checkpoint, so a checkpoint of step k holds
+        the EMA of step k."""
+        super().optimizer_step(*args, **kwargs)
+        self.update_ema()
+
+    @torch.no_grad()
+    def update_ema(self) -> None:
+        """ema ← decay·ema + (1 − decay)·θ for every trained weight (θ itself at the first step)."""
         decay = self.hparams.ema_decay
-        if not decay or self.global_step == self._ema_step:  # no optimizer step (accumulating)
+        if not decay:
             return
-        self._ema_step = self.global_step
-        with torch.no_grad():
-            for name, p in self.trainable_named_parameters():
-                avg = self._ema.get(name)
-                if avg is None:
-                    self._ema[name] = p.detach().float().clone()
-                else:
-                    avg.lerp_(p.detach().float(), 1 - decay)
+        for name, p in self.trainable_named_parameters():
+            avg = self._ema.get(name)
+            if avg is None:
+                self._ema[name] = p.detach().float().clone()
+            else:
+                avg.lerp_(p.detach().float(), 1 - decay)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if self._ema:
@@ -353,7 +359,6 @@ class LC4Module(pl.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self._ema = {k: v.to(self.device) for k, v in checkpoint.get("lc4_ema", {}).items()}
-        self._ema_step = int(checkpoint.get("global_step", -1)) if self._ema else -1
         state = checkpoint.get("state_dict", {})
         for k in self._frozen_fp32:
             if f"model.{k}" in state:

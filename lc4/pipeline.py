@@ -194,7 +194,7 @@ class LC4Pipeline:
         guidance_scale: float = 4.5,
         generator: torch.Generator | None = None,
         seed: int | None = None,
-        resolution: int = 256,
+        resolution: int | None = None,
         fusion: str = "auto",
         window: str = "skip",
         weighting: str = "distance",
@@ -221,6 +221,7 @@ class LC4Pipeline:
         Bad options raise `ValueError` before any frame is decoded.
         """
         model, device = self.model, self.device
+        resolution = model.config.resolution if resolution is None else resolution  # 256 for SD1.5
         _check_options(fusion=fusion, window=window, weighting=weighting, resolution=resolution,
                        factor=model.vae_scale_factor, steps=num_inference_steps, guidance_scale=guidance_scale,
                        clips_per_chunk=clips_per_chunk, vae_chunk_size=vae_chunk_size,

@@ -212,3 +212,28 @@ def test_cmpf_trains_alone_on_channels_last_luminance_features():
     feats = torch.randn(8, 64, 4, 4).contiguous(memory_format=torch.channels_last)
     model.cmpf.visual_prompt(feats, 4).sum().backward()
     assert model.cmpf.lum_norm.weight.grad is not None
+
+
+def test_single_file_checkpoint_builds_an_lc4_model_that_reproduces_its_unet(tmp_path):
+    """An original-LDM-layout .safetensors (SD1.5 topology, small widths) → LC4Model.from_single_file."""
+    from lc4.models.ldm_export import save_sd15_single_file
+    from lc4.models.sd15 import config
+
+    unet_cfg = config("sd15_unet")
+    unet_cfg.update(block_out_channels=[32, 32, 64, 64], cross_attention_dim=32, norm_num_groups=8, sample_size=8)
+    vae_cfg, text_cfg = config("tiny_vae"), config("tiny_text")
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(**unet_cfg).eval()
+    vae = AutoencoderKL(**vae_cfg).eval()
+    from transformers import CLIPTextConfig
+
+    text = CLIPTextModel(CLIPTextConfig(**text_cfg)).eval()
+    path = save_sd15_single_file(tmp_path / "sd15.safetensors", unet, vae, text)
+    model = LC4Model.from_single_file(path, LC4Config.tiny(), unet_config=unet_cfg, vae_config=vae_cfg,
+                                      text_config=text_cfg).eval()
+    assert len(model.unet.temporal_layers) == 16  # SD1.5 topology: 16 transformer blocks
+    z, ctx = torch.randn(4, 4, 8, 8), torch.randn(1, 77, 32)
+    lum = model.encode_luminance(torch.zeros(4, 3, 64, 64))
+    with torch.no_grad():
+        got = model.predict_noise(z, torch.full((4,), 7), ctx, lum, 4)
+        assert torch.allclose(got, unet(z, torch.full((4,), 7), ctx.repeat(4, 1, 1)).sample, atol=1e-6)

@@ -145,7 +145,7 @@ def test_shipped_configs_parse(name: str, capsys) -> None:
 
 
 def test_seed_everything_seeds_the_step_noise_and_the_data_order(tmp_path: Path) -> None:
-    cli = LC4CLI(LC4Module, VideoDataModule, args=["fit", "--config", str(tiny_config(tmp_path)),
+    cli = LC4CLI(LC4Module, VideoDataModule, args=["--config", str(tiny_config(tmp_path)),
                                                    "--seed_everything", "7"], run=False)
     assert cli.model.hparams.seed == 7 and cli.datamodule.hparams.seed == 7
 
@@ -257,7 +257,7 @@ def test_preemption_saves_stops_and_resumes_exactly(reference_run: Path, tmp_pat
             if trainer.global_step == 2:
                 os.kill(os.getpid(), signal.SIGTERM)
 
-    cli = LC4CLI(LC4Module, VideoDataModule, args=["fit", "--config", str(tiny_config(tmp_path / "a"))], run=False,
+    cli = LC4CLI(LC4Module, VideoDataModule, args=["--config", str(tiny_config(tmp_path / "a"))], run=False,
                  save_config_kwargs={"overwrite": True}, auto_configure_optimizers=False)
     cli.trainer.callbacks.insert(0, Signal())
     previous = signal.getsignal(signal.SIGTERM)
@@ -402,7 +402,7 @@ def test_ema_follows_its_recursion_once_per_optimizer_step(tmp_path: Path) -> No
 
 def test_accumulation_and_clipping_reach_the_trainer(tmp_path: Path) -> None:
     cfg = tiny_config(tmp_path, steps=2, trainer={"accumulate_grad_batches": 2, "gradient_clip_val": 1e-3})
-    cli = LC4CLI(LC4Module, VideoDataModule, args=["fit", "--config", str(cfg)], run=False,
+    cli = LC4CLI(LC4Module, VideoDataModule, args=["--config", str(cfg)], run=False,
                  save_config_kwargs={"overwrite": True}, auto_configure_optimizers=False)
     assert cli.trainer.accumulate_grad_batches == 2 and cli.trainer.gradient_clip_val == 1e-3
     norms: dict[str, list[float]] = {"before": [], "after": []}

@@ -135,12 +135,17 @@ class LC4Model(nn.Module):
 
     @classmethod
     def from_single_file(cls, path: str | os.PathLike, config: LC4Config | None = None, *,
-                         tokenizer: str | None = None, trust_pickle: bool = False) -> "LC4Model":
-        """New L-C4 around an original-layout SD1.5 checkpoint (`.safetensors`, `.ckpt`), offline."""
+                         tokenizer: str | None = None, trust_pickle: bool = False,
+                         **component_configs: dict) -> "LC4Model":
+        """New L-C4 around an original-layout SD1.5 checkpoint (`.safetensors`, `.ckpt`), offline.
+
+        `unet_config` / `vae_config` / `text_config` override the SD1.5 shapes (other SD1.5-topology
+        models); `tokenizer` is a CLIP tokenizer folder (default: the CLIP BPE shipped with open_clip).
+        """
         from .single_file import load_sd15_single_file
         from .tokenizer import load_clip_tokenizer
 
-        parts = load_sd15_single_file(path, trust_pickle=trust_pickle)
+        parts = load_sd15_single_file(path, trust_pickle=trust_pickle, **component_configs)
         tok = load_clip_tokenizer(tokenizer)
         return cls._assemble(config, parts.vae, parts.unet, parts.text_encoder, tok, dict(parts.scheduler_config))
 

@@ -30,12 +30,13 @@ from lc4.models.lc4 import LC4Model
 from lc4.training.callbacks import PreemptionCheckpoint, SampleLogger
 from lc4.training.cli import LC4CLI, main
 from lc4.training.export import export_checkpoint
-from lc4.training.module import PARTS, LC4Module, step_seed
+from lc4.training.module import PARTS, STAGE_PARTS, LC4Module, step_seed
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs" / "train"
 TINY_MODEL = str(ROOT / "configs" / "model" / "tiny.yaml")
 N_STEPS = 6  # reference run length; 8 clips / batch 2 = 4 batches per epoch
+STAGE_DEFAULT = {stage: parts[0] for stage, parts in STAGE_PARTS.items()}
 
 
 # --------------------------------------------------------------------------- helpers
@@ -187,26 +188,30 @@ class _Recorder(pl.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.01)
 
 
-def _record(tmp: Path, steps: int, workers: int, ckpt: Path | None = None, save_every: int | None = None):
+def _record(tmp: Path, steps: int, workers: int, ckpt: Path | None = None, save_every: int | None = None,
+            limit: int | None = None):
     dm = VideoDataModule(synthetic={}, batch_size=3, num_workers=workers)  # 10 items: 4 batches, last short
     dm.train_dataset, dm.val_dataset = _KeyDataset(), None
     callbacks = [pl.callbacks.ModelCheckpoint(dirpath=tmp, filename="{step}", every_n_train_steps=save_every,
                                               save_top_k=-1)] if save_every else []
     trainer = pl.Trainer(max_steps=steps, accelerator="cpu", logger=False, enable_progress_bar=False,
                          enable_model_summary=False, enable_checkpointing=bool(save_every), callbacks=callbacks,
-                         default_root_dir=str(tmp))
+                         default_root_dir=str(tmp), limit_train_batches=limit)
     module = _Recorder()
     trainer.fit(module, dm, ckpt_path=ckpt)
     return module.seen, float(module.w)
 
 
-@pytest.mark.parametrize("k,workers", [(1, 0), (3, 0), (4, 0), (6, 0), (6, 1)])
-def test_resume_replays_the_uninterrupted_batch_order(tmp_path: Path, k: int, workers: int) -> None:
-    """Stop after k steps (mid-epoch: 1, 3, 6; epoch end: 4), resume: same batches, same weight."""
+@pytest.mark.parametrize("k,workers,limit", [(1, 0, None), (3, 0, None), (4, 0, None), (6, 0, None), (6, 1, None),
+                                             (2, 0, 2), (3, 0, 2)])
+def test_resume_replays_the_uninterrupted_batch_order(tmp_path: Path, k: int, workers: int, limit) -> None:
+    """Stop after k steps (mid-epoch: 1, 3, 6; epoch end: 4; with 2-batch epochs: 2 end, 3 mid), resume:
+    the same batches and the same weight as without the stop."""
     n = 10
-    full, w_full = _record(tmp_path / "full", n, workers)
-    first, _ = _record(tmp_path / "part", k, workers, save_every=k)
-    second, w_resumed = _record(tmp_path / "resumed", n, workers, ckpt=tmp_path / "part" / f"step={k}.ckpt")
+    full, w_full = _record(tmp_path / "full", n, workers, limit=limit)
+    first, _ = _record(tmp_path / "part", k, workers, save_every=k, limit=limit)
+    second, w_resumed = _record(tmp_path / "resumed", n, workers, ckpt=tmp_path / "part" / f"step={k}.ckpt",
+                                limit=limit)
     assert len(set(map(tuple, full))) == n  # every step saw a different batch: the check has teeth
     assert first + second == full
     assert w_resumed == w_full
@@ -216,10 +221,10 @@ def test_loader_state_round_trip_and_layout_change(caplog) -> None:
     dataset = _KeyDataset()
     sampler = EpochShardSampler(dataset, num_replicas=1, rank=0, shuffle=True, seed=0)
     loader = ResumableLoader(dataset, batch_size=2, sampler=sampler, drop_last=True)
-    loader.progress = lambda: 2
+    loader.progress = lambda: (2, None)
     sampler.set_epoch(3)
     state = loader.state_dict()
-    assert state == {"epoch": 3, "batches_done": 2, "num_batches": 5}
+    assert state == {"epoch": 3, "batches_done": 2, "num_batches": 5, "epoch_batches": 5}
     fresh_sampler = EpochShardSampler(dataset, num_replicas=1, rank=0, shuffle=True, seed=0)
     fresh = ResumableLoader(dataset, batch_size=2, sampler=fresh_sampler, drop_last=True)
     fresh.load_state_dict(state)
@@ -227,6 +232,8 @@ def test_loader_state_round_trip_and_layout_change(caplog) -> None:
     assert list(fresh_sampler) == list(sampler)[4:]  # epoch 3 without its first two batches
     assert len(list(fresh_sampler)) == 10  # the skip applies once
     fresh.load_state_dict({**state, "batches_done": 5})  # a finished epoch: the next one from its start
+    assert fresh_sampler.epoch == 4 and len(list(fresh_sampler)) == 10
+    fresh.load_state_dict({**state, "batches_done": 3, "epoch_batches": 3})  # limit_train_batches=3: finished
     assert fresh_sampler.epoch == 4 and len(list(fresh_sampler)) == 10
     with caplog.at_level(logging.WARNING, logger="lc4.data.datamodule"):
         fresh.load_state_dict({"epoch": 0, "batches_done": 4, "num_batches": 10})  # e.g. twice the GPUs before
@@ -251,6 +258,16 @@ def test_cli_resume_matches_uninterrupted_run(reference_run: Path, tmp_path: Pat
     assert any(not torch.equal(v, start[k]) for k, v in unet.items())  # training moved the weights
 
 
+def test_ckpt_path_last_resumes_in_the_same_folder(reference_run: Path, tmp_path: Path) -> None:
+    """The configs' fixed checkpoint folder is what lets `--ckpt_path last` find the previous run."""
+    assert train(tiny_config(tmp_path), "--trainer.max_steps", "3") == 0
+    assert train(tiny_config(tmp_path), "--ckpt_path", "last") == 0
+    assert len(list(tmp_path.glob("lightning_logs/version_*"))) == 2  # a new log version, same checkpoints
+    ref, resumed = load_ckpt(reference_run / "ckpt" / "last.ckpt"), load_ckpt(tmp_path / "ckpt" / "last.ckpt")
+    assert resumed["global_step"] == N_STEPS
+    assert_same_tensors(resumed["state_dict"], ref["state_dict"], atol=1e-6)
+
+
 def test_preemption_saves_stops_and_resumes_exactly(reference_run: Path, tmp_path: Path) -> None:
     class Signal(pl.Callback):  # a real SIGTERM to this process after the second step
         def on_train_batch_end(self, trainer, *args):
@@ -270,6 +287,22 @@ def test_preemption_saves_stops_and_resumes_exactly(reference_run: Path, tmp_pat
     ref, resumed = load_ckpt(reference_run / "ckpt" / "last.ckpt"), load_ckpt(tmp_path / "b" / "ckpt" / "last.ckpt")
     assert_same_tensors(resumed["state_dict"], ref["state_dict"], atol=1e-6)
     assert_same_tensors(resumed["lc4_ema"], ref["lc4_ema"], atol=1e-6)
+
+
+@pytest.mark.parametrize("requeue", [True, False])
+def test_preemption_leaves_sigusr1_to_lightning_under_slurm_requeue(tmp_path: Path, requeue: bool) -> None:
+    from lightning_fabric.plugins.environments import SLURMEnvironment
+
+    trainer = quick_trainer(tmp_path, 1, plugins=[SLURMEnvironment(auto_requeue=requeue)])
+    callback = PreemptionCheckpoint()
+    before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGUSR1)}
+    callback.on_train_start(trainer, None)
+    try:
+        assert signal.getsignal(signal.SIGTERM) == callback.handler
+        assert (signal.getsignal(signal.SIGUSR1) == callback.handler) == (not requeue)
+    finally:
+        callback.on_train_end(trainer, None)
+    assert {s: signal.getsignal(s) for s in before} == before
 
 
 # --------------------------------------------------------------------------- export and init_from
@@ -362,11 +395,45 @@ def test_only_the_stage_parts_train(stage: int, tmp_path: Path, capsys) -> None:
               "unet": counts["unet_sd15"] + counts["temporal_layers"] + counts["lum_injection"],
               "text_encoder": counts["text_encoder"], "cmpf": counts["cmpf"]}
     optimised = sum(p.numel() for g in module.trainer.optimizers[0].param_groups for p in g["params"])
+    kept = sum(p.numel() for n in module.unreached for p in module.model.get_submodule(n).parameters())
+    assert (kept > 0) == (stage == 0)  # stage 0 never uses E^lum's latent head; stages 1, 2 reach all
     for part, total in totals.items():
         line = next(ln for ln in report.splitlines() if ln.split() and ln.split()[0] == part)
         train_n, frozen_n = (int(x.replace(",", "")) for x in (line.split()[2], line.split()[4]))
-        assert (train_n, frozen_n) == ((total, 0) if part == trained else (0, total))
-    assert optimised == totals[trained]
+        assert (train_n, frozen_n) == ((total - kept, kept) if part == trained else (0, total))
+    assert optimised == totals[trained] - kept
+
+
+def _stage_loss(module: LC4Module, pixels: torch.Tensor, captions: list[str]) -> torch.Tensor:
+    from lc4.training.losses import denoising_loss, reconstruction_loss
+
+    if module.hparams.stage == 0:
+        return reconstruction_loss(module.model, pixels)
+    return denoising_loss(module.model, pixels, captions, module.noise_scheduler, caption_dropout=0.0,
+                          generator=torch.Generator().manual_seed(0), use_cmpf=module.hparams.stage == 2)
+
+
+@pytest.mark.parametrize("stage,parts", [(0, ["vae", "lum_encoder"]), (1, ["unet", "lum_encoder"]),
+                                         (2, ["unet", "lum_encoder", "cmpf"])])
+def test_trained_weights_are_exactly_those_the_stage_loss_reaches(stage: int, parts: list[str]) -> None:
+    """The UNREACHED table against autograd: DDP fails on trained weights that get no gradient."""
+    from lc4.data.synthetic import SyntheticVideoDataset
+
+    ds = SyntheticVideoDataset(2, num_frames=4, size=32, num_shapes=(1, 1))
+    pixels, captions = torch.stack([ds[i]["pixel_values"] for i in range(2)]), [ds[i]["caption"] for i in range(2)]
+    module = tiny_module(stage=stage, train_parts=parts)
+    trained = {n for n, _ in module.trainable_named_parameters()}
+    probe = tiny_module(stage=stage, train_parts=parts)
+    probe.model.requires_grad_(True)
+    _stage_loss(probe, pixels, captions).backward()
+    reached = {n for n, p in probe.model.named_parameters() if p.grad is not None and n.split(".")[0] in parts}
+    assert trained == reached
+
+
+@pytest.mark.parametrize("stage,part", [(0, "unet"), (1, "cmpf"), (1, "text_encoder"), (2, "vae")])
+def test_training_a_part_the_stage_never_reaches_is_an_error(stage: int, part: str) -> None:
+    with pytest.raises(ValueError, match=f"{part} gets no gradient in stage {stage}"):
+        tiny_module(stage=stage, train_parts=[STAGE_DEFAULT[stage], part])
 
 
 def test_stage2_needs_cmpf_and_parts_must_exist() -> None:
@@ -407,16 +474,20 @@ def test_accumulation_and_clipping_reach_the_trainer(tmp_path: Path) -> None:
     assert cli.trainer.accumulate_grad_batches == 2 and cli.trainer.gradient_clip_val == 1e-3
     norms: dict[str, list[float]] = {"before": [], "after": []}
 
-    def grad_norm(module: LC4Module) -> float:
-        return float(torch.linalg.vector_norm(torch.stack(
-            [p.grad.norm() for _, p in module.trainable_named_parameters() if p.grad is not None])))
+    def grad_norm(module: LC4Module) -> float | None:
+        grads = [p.grad.norm() for _, p in module.trainable_named_parameters() if p.grad is not None]
+        return float(torch.linalg.vector_norm(torch.stack(grads))) if grads else None
 
-    class Probe(pl.Callback):
-        def on_train_start(self, trainer, pl_module):
-            trainer.optimizers[0].register_step_pre_hook(lambda *a: norms["after"].append(grad_norm(pl_module)))
+    class Probe(pl.Callback):  # Lightning clips after on_before_optimizer_step; the step leaves .grad alone,
+        def on_before_optimizer_step(self, trainer, pl_module, optimizer):  # so the clipped gradients are
+            norms["before"].append(grad_norm(pl_module))  # still there at the next zero_grad / at the end
 
-        def on_before_optimizer_step(self, trainer, pl_module, optimizer):
-            norms["before"].append(grad_norm(pl_module))
+        def on_before_zero_grad(self, trainer, pl_module, optimizer):
+            if (norm := grad_norm(pl_module)) is not None:  # also called once before the first backward
+                norms["after"].append(norm)
+
+        def on_train_end(self, trainer, pl_module):
+            norms["after"].append(grad_norm(pl_module))
 
     cli.trainer.callbacks.append(Probe())
     cli.trainer.fit(cli.model, cli.datamodule)
@@ -527,8 +598,10 @@ def test_manifest_errors_are_one_line_before_training(media: Path, tmp_path: Pat
         manifest = media / "nowhere" / "train.csv"
     else:
         manifest.write_text(content)
+    from lc4.cli import main as lc4_main
+
     cfg = tiny_config(tmp_path, data={"synthetic": None, "train_manifest": str(manifest)})
-    assert train(cfg) == 1
+    assert lc4_main(["train", "fit", "--config", str(cfg)]) == 1  # `lc4 train` = train.py
     err = capsys.readouterr().err
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert lines[-1].startswith("lc4 train: error:") and words in lines[-1], err
@@ -549,8 +622,10 @@ def test_bad_options_exit_non_zero_without_traceback(tmp_path: Path, capsys) -> 
 
 
 @pytest.mark.slow
-def test_ddp_two_processes_get_disjoint_shards(tmp_path: Path) -> None:
-    cfg = tiny_config(tmp_path, steps=2, videos=16, batch=4, model={"log_sample_indices": True})
+@pytest.mark.parametrize("stage", [1, 0])  # stage 0 also checks DDP's every-weight-gets-a-gradient rule
+def test_ddp_two_processes_get_disjoint_shards(tmp_path: Path, stage: int) -> None:
+    cfg = tiny_config(tmp_path, stage=stage, steps=2, videos=16, batch=4, frames=2 if stage == 0 else 4,
+                      model={"log_sample_indices": True})
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
     proc = subprocess.run([sys.executable, "train.py", "fit", "--config", str(cfg), "--trainer.devices", "2",
                            "--trainer.strategy", "ddp"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
@@ -586,10 +661,10 @@ def test_tiny_model_learns_to_colorize(tmp_path: Path) -> None:
     """Stage 0 (decoder skips) then stage 1 on 4 clips: the loss falls and colours get closer."""
     from lc4.data.synthetic import SyntheticVideoDataset
 
-    videos, steps0, steps1 = 4, 100, 150
-    data = {"synthetic": {"num_videos": videos, "num_shapes": [1, 2]}}
+    videos, steps0, steps1 = 4, 150, 150
+    data = {"synthetic": {"num_videos": videos, "num_shapes": [1, 2]}}  # EMA 0.9: runs this short
     assert train(tiny_config(tmp_path / "s0", stage=0, steps=steps0, videos=videos, frames=2, batch=4,
-                             every=steps0, data=data)) == 0
+                             every=steps0, data=data, model={"ema_decay": 0.9})) == 0
     assert train(tiny_config(tmp_path / "s1", stage=1, steps=steps1, videos=videos, frames=8, batch=4, every=steps1,
                              data=data, model={"init_from": str(tmp_path / "s0" / "export"), "ema_decay": 0.9})) == 0
     for run, n in (("s0", steps0), ("s1", steps1)):
@@ -604,3 +679,27 @@ def test_tiny_model_learns_to_colorize(tmp_path: Path) -> None:
     print(f"RGB PSNR / ab MSE: trained {trained[0]:.2f} dB / {trained[1]:.1f}, "
           f"untrained UNet {untrained[0]:.2f} dB / {untrained[1]:.1f}")
     assert trained[0] > untrained[0] + 3.0 and trained[1] < 0.5 * untrained[1]
+
+
+def test_gradient_checkpointing_in_stage2_recomputes_the_frozen_unet_with_equal_gradients() -> None:
+    from lc4.data.synthetic import SyntheticVideoDataset
+    from lc4.training.losses import denoising_loss
+
+    ds = SyntheticVideoDataset(2, num_frames=4, size=32, num_shapes=(1, 1))
+    pixels = torch.stack([ds[i]["pixel_values"] for i in range(2)])
+    captions = [ds[i]["caption"] for i in range(2)]
+    grads, calls = [], []
+    for checkpointing in (False, True):
+        module = tiny_module(stage=2, gradient_checkpointing=checkpointing)
+        module.freeze_frozen_parts()
+        assert module.model.unet.unet.is_gradient_checkpointing == checkpointing
+        first_op = module.model.unet.transformer_blocks()[0].norm1  # recomputation (which may stop early)
+        count = [0]  # always starts with it
+        first_op.register_forward_hook(lambda *a: count.__setitem__(0, count[0] + 1))
+        loss = denoising_loss(module.model, pixels, captions, module.noise_scheduler, caption_dropout=0.0,
+                              generator=torch.Generator().manual_seed(0))
+        loss.backward()
+        grads.append({n: p.grad for n, p in module.trainable_named_parameters()})
+        calls.append(count[0])
+    assert calls == [1, 2]  # the block ran again during backward
+    assert_same_tensors(grads[1], grads[0], atol=1e-6)

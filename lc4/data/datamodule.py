@@ -74,27 +74,31 @@ class EpochShardSampler(DistributedSampler):
 class ResumableLoader(DataLoader):
     """A ``DataLoader`` whose position in the epoch is saved in Lightning checkpoints.
 
-    ``progress`` returns how many batches of the current epoch the trainer has finished (set by
-    :class:`VideoDataModule`); the sampler must be an :class:`EpochShardSampler`.  Lightning calls
+    ``progress`` returns ``(batches of the current epoch the trainer has finished, batches in its
+    epoch)`` (set by :class:`VideoDataModule`; the epoch can be shorter than the loader with
+    ``limit_train_batches``); the sampler must be an :class:`EpochShardSampler`.  Lightning calls
     ``state_dict`` when it saves a checkpoint and ``load_state_dict`` before the first batch of a
     resumed run.
     """
 
-    progress: Callable[[], int] | None = None
+    progress: Callable[[], tuple[int, int | None]] | None = None
 
     def state_dict(self) -> dict[str, int]:
-        sampler = self.sampler
-        done = int(self.progress()) if self.progress is not None else 0
-        return {"epoch": int(sampler.epoch), "batches_done": done, "num_batches": self._full_length()}
+        full = self._full_length()
+        done, epoch_batches = self.progress() if self.progress is not None else (0, None)
+        return {"epoch": int(self.sampler.epoch), "batches_done": int(done), "num_batches": full,
+                "epoch_batches": int(min(epoch_batches or full, full))}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
         epoch, done, saved = int(state["epoch"]), int(state["batches_done"]), int(state["num_batches"])
+        epoch_batches = int(state.get("epoch_batches", saved))
         full = self._full_length()
         if saved != full:  # different data, batch size or number of processes: same fraction of the epoch
             log.warning("the checkpoint's epoch had %d batches per process, this run has %d: "
                         "resuming at the same fraction of the epoch, not at the same samples", saved, full)
             done = round(done * full / saved) if saved else 0
-        if done >= full:
+            epoch_batches = round(epoch_batches * full / saved) if saved else full
+        if done >= epoch_batches:  # the epoch was finished: the next one, from its start
             epoch, done = epoch + 1, 0
         self.sampler.resume(epoch, done * int(self.batch_size))
 
@@ -281,11 +285,15 @@ class VideoDataModule(pl.LightningDataModule):
             loader.progress = self._batches_done
         return loader
 
-    def _batches_done(self) -> int:
-        """Batches of the current epoch the trainer has finished (0 outside a fit)."""
+    def _batches_done(self) -> tuple[int, int | None]:
+        """(batches of the current epoch the trainer has finished, batches per epoch); (0, None) outside a fit."""
         trainer = getattr(self, "trainer", None)
         loop = getattr(trainer, "fit_loop", None)
-        return int(loop.epoch_loop.batch_progress.current.processed) if loop is not None else 0
+        if loop is None:
+            return 0, None
+        per_epoch = trainer.num_training_batches
+        return (int(loop.epoch_loop.batch_progress.current.processed),
+                int(per_epoch) if per_epoch not in (None, float("inf")) else None)
 
     def train_dataloader(self) -> DataLoader:
         if self.train_dataset is None:

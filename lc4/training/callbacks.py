@@ -34,6 +34,16 @@ def was_preempted(trainer: pl.Trainer) -> bool:
     return any(isinstance(c, PreemptionCheckpoint) and c.preempted for c in trainer.callbacks)
 
 
+def _slurm_requeues(trainer: pl.Trainer) -> bool:
+    """Whether Lightning's SLURM environment handles SIGUSR1 itself (checkpoint + requeue)."""
+    from lightning_fabric.plugins.environments import SLURMEnvironment
+
+    env = getattr(trainer.strategy, "cluster_environment", None)
+    if env is None:  # single-device strategies keep it on the connector, as Lightning's signal code does
+        env = getattr(getattr(trainer, "_accelerator_connector", None), "cluster_environment", None)
+    return isinstance(env, SLURMEnvironment) and bool(getattr(env, "auto_requeue", False))
+
+
 class SampleLogger(pl.Callback):
     """Every `every_n_steps`, colorize a fixed validation clip and save grey | prediction | truth as PNG.
 
@@ -126,8 +136,9 @@ class PreemptionCheckpoint(pl.Callback):
     others), the checkpoint is saved and the trainer stops. `ExportOnTrainEnd` skips the export of
     a preempted run. Resume with `--ckpt_path <dirpath>/preempted.ckpt`; the data loader continues
     mid-epoch where it stopped. While fitting, these handlers replace Lightning's own SIGTERM
-    handler; the previous handlers come back when training ends. With SLURM auto-requeue Lightning's
-    SIGUSR1 handler saves `hpc_ckpt_*.ckpt` and requeues: list only "SIGTERM" in `signals` there.
+    handler; the previous handlers come back when training ends. Under SLURM with auto-requeue
+    (Lightning's default there) SIGUSR1 is left to Lightning, which saves `hpc_ckpt_N.ckpt` in the
+    root folder and requeues the job; SIGTERM is still handled here.
     """
 
     def __init__(self, dirpath: str | None = None, signals: tuple[str, ...] = ("SIGTERM", "SIGUSR1")):
@@ -152,8 +163,9 @@ class PreemptionCheckpoint(pl.Callback):
         self._hit = self.preempted = False
         if threading.current_thread() is not threading.main_thread():
             return
+        skip = {"SIGUSR1"} if _slurm_requeues(trainer) else set()  # Lightning saves hpc_ckpt and requeues
         for name in self.signals:
-            if hasattr(signal, name):
+            if hasattr(signal, name) and name not in skip:
                 signum = getattr(signal, name)
                 self._previous[signum] = signal.getsignal(signum)
                 signal.signal(signum, self.handler)

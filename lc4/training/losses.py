@@ -56,17 +56,19 @@ def denoising_loss(
     return F.mse_loss(eps.float(), noise)
 
 
-def reconstruction_loss(model: LC4Model, pixel_values: torch.Tensor, lpips=None, kl_weight: float = 1e-6) -> torch.Tensor:
+def reconstruction_loss(model: LC4Model, pixel_values: torch.Tensor, lpips=None, kl_weight: float = 1e-6,
+                        generator: torch.Generator | None = None) -> torch.Tensor:
     """Stage 0: D(E(x), skips(E^lum(grey(x)))) ≈ x; L1 (+ LPIPS when a LPIPS module is given).
 
-    With a trainable VAE (toy models trained from scratch) the encoder samples its posterior and a
-    KL term weighted `kl_weight` (SD's value) keeps the latent scale usable by the UNet.
+    With a trainable VAE (toy models trained from scratch) the encoder samples its posterior (from
+    `generator`, so a resumed run draws the same samples) and a KL term weighted `kl_weight` (SD's
+    value) keeps the latent scale usable by the UNet.
     """
     rgb = rearrange(pixel_values, "b f c h w -> (b f) c h w") if pixel_values.ndim == 5 else pixel_values
     train_vae = any(p.requires_grad for p in model.vae.parameters())
     with torch.set_grad_enabled(train_vae and torch.is_grad_enabled()):
         dist = model.vae.encode(rgb.to(model.vae.dtype)).latent_dist
-        latents = (dist.sample() if train_vae else dist.mode()) * model.vae.config.scaling_factor
+        latents = (dist.sample(generator) if train_vae else dist.mode()) * model.vae.config.scaling_factor
     lum = model.encode_luminance(grey_input(rgb))
     recon = model.decode(latents, lum).float()
     loss = F.l1_loss(recon, rgb.float())

@@ -34,6 +34,16 @@ log = logging.getLogger("lc4")
 
 PARTS = ("vae", "lum_encoder", "unet", "text_encoder", "cmpf")
 STAGE_PARTS = {0: ["lum_encoder"], 1: ["unet"], 2: ["cmpf"]}
+# What each stage's loss never reaches ("" = the whole part): outputs it does not use, or that are
+# computed without gradients (VAE encoding, CLIP). Such weights stay frozen even inside a trained
+# part, because DDP needs a gradient for every trained parameter; a trained part that is reached
+# nowhere is an error. tests/test_training.py checks this table against autograd.
+UNREACHED: dict[int, dict[str, tuple[str, ...]]] = {
+    0: {"lum_encoder": ("encoder.conv_norm_out", "encoder.conv_out"), "unet": ("",), "text_encoder": ("",),
+        "cmpf": ("",)},
+    1: {"vae": ("",), "lum_encoder": ("skip_convs",), "text_encoder": ("",), "cmpf": ("",)},
+    2: {"vae": ("",), "lum_encoder": ("skip_convs",), "text_encoder": ("",)},
+}
 
 
 def build_model(model: str = "tiny", sd15: str | None = None, model_config: dict | None = None,
@@ -163,10 +173,18 @@ class LC4Module(pl.LightningModule):
         absent = [p for p in self.train_parts if getattr(self.model, p) is None]
         if absent:
             raise ValueError(f"train_parts {absent} are not in this model (cmpf.enabled: false?)")
+        self.unreached: list[str] = []
         for part in PARTS:
             module = getattr(self.model, part)
             if module is not None:
                 module.requires_grad_(part in self.train_parts)
+        for part in self.train_parts:
+            for sub in UNREACHED[stage].get(part, ()):
+                if not sub:
+                    raise ValueError(f"train_parts: {part} gets no gradient in stage {stage} (the stage's loss "
+                                     "does not use it or computes it without gradients)")
+                getattr(self.model, part).get_submodule(sub).requires_grad_(False)
+                self.unreached.append(f"{part}.{sub}")
         if gradient_checkpointing and stage > 0:  # the UNet is in the graph in stages 1 and 2
             self.model.unet.enable_gradient_checkpointing()
         self.noise_scheduler = self.model.noise_scheduler("DDPMScheduler")
@@ -197,6 +215,8 @@ class LC4Module(pl.LightningModule):
             total[0], total[1] = total[0] + train, total[1] + frozen
             lines.append(f"  {part:<13} trainable {train:>13,}   frozen {frozen:>13,}")
         lines.append(f"  {'total':<13} trainable {total[0]:>13,}   frozen {total[1]:>13,}")
+        if self.unreached:
+            lines.append(f"  kept frozen (this stage's loss does not reach them): {', '.join(self.unreached)}")
         return "\n".join(lines)
 
     @property
@@ -271,7 +291,8 @@ class LC4Module(pl.LightningModule):
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         pixels = batch["pixel_values"]
         if self.hparams.stage == 0:
-            loss = reconstruction_loss(self.model, pixels, self._lpips_module())
+            loss = reconstruction_loss(self.model, pixels, self._lpips_module(),
+                                       generator=self._step_generator(batch_idx))
         else:
             loss = denoising_loss(self.model, pixels, batch["caption"], self.noise_scheduler,
                                   caption_dropout=self.hparams.caption_dropout,

@@ -26,19 +26,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bounded_memory import make_pipeline  # noqa: E402  (one tiny pipeline recipe for both benchmarks)
+
 MODES = ("exact", "bounded", "none")
-
-
-def make_pipeline(seed: int = 0):
-    """Tiny random L-C4; temporal out-projections get small random weights so exact fusion has work to do."""
-    import lc4
-
-    pipe = lc4.LC4Pipeline.from_config(lc4.LC4Config.tiny(), seed=seed)
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for layer in pipe.model.unet.temporal_layers:
-            layer.to_out.weight.copy_(torch.randn(layer.to_out.weight.shape, generator=gen) * 0.05)
-    return pipe
 
 
 def grey_video(frames: int, size: int) -> np.ndarray:

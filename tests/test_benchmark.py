@@ -33,15 +33,7 @@ FAST = ["--model", "random-tiny", "--accelerator", "cpu", "--steps", "2", "--res
         "--eval-resolution", str(EVAL)]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """In-process runs use one torch thread: on a shared 2-core machine, more threads only spin."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _lightness(rgb: np.ndarray) -> np.ndarray:

@@ -28,13 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PROMPT = "a red car on a grey road"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: several times faster than two on a shared 2-core machine at these sizes."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def perturb_temporal(pipe: LC4Pipeline, std: float = 0.05, seed: int = 0) -> LC4Pipeline:

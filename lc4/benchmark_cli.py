@@ -14,6 +14,8 @@ import shutil
 import sys
 from pathlib import Path
 
+from .evaluation.cli import parse_resolution
+
 __all__ = ["add_parser", "run"]
 
 log = logging.getLogger("lc4")
@@ -28,18 +30,6 @@ def _devices(text: str) -> int | str:
         raise argparse.ArgumentTypeError(f"must be a number of devices >= 1 or 'auto', got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a number of devices >= 1 or 'auto', got {value}")
-    return value
-
-
-def _eval_resolution(text: str) -> int | None:
-    if text.lower() in {"native", "none"}:
-        return None
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive number of pixels or 'native', got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive number of pixels or 'native', got {value}")
     return value
 
 
@@ -70,7 +60,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--resolution", type=int, default=None,
                    help="working resolution of the model (short side, multiple of 8); default: the model's "
                    "(256 for SD1.5)")
-    p.add_argument("--eval-resolution", type=_eval_resolution, default=256,
+    p.add_argument("--eval-resolution", type=parse_resolution, default=256,
                    help="ground-truth and evaluation size (square, no crop), or 'native'")
     p.add_argument("--fusion", choices=["auto", "exact", "bounded", "none"], default="auto", help="Cross-Clip Fusion")
     p.add_argument("--window", choices=["skip", "sliding"], default="skip", help="CCF clip layout")

@@ -9,7 +9,8 @@ from pathlib import Path
 __all__ = ["add_parser", "run"]
 
 
-def _resolution(text: str) -> int | None:
+def parse_resolution(text: str) -> int | None:
+    """argparse type for an evaluation resolution: pixels, or 'native' / 'none' / 0 for the source size."""
     if text.lower() in {"none", "native", "0"}:
         return None
     try:
@@ -36,7 +37,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--gt", required=True, help="folder of ground-truth videos")
     p.add_argument("--output", required=True, help="report prefix (writes PREFIX.json/.csv/.md) or an existing folder")
     p.add_argument("--prompts", default=None, help="JSON map or CSV name,prompt of text prompts (for clip_score)")
-    p.add_argument("--resolution", type=_resolution, default=256, help="square evaluation size, or 'native' (default 256)")
+    p.add_argument("--resolution", type=parse_resolution, default=256, help="square evaluation size, or 'native' (default 256)")
     p.add_argument(
         "--metrics",
         nargs="+",

@@ -11,6 +11,7 @@ rm -rf runs/demo_stage0 runs/demo_stage1 runs/demo_stage2
 $PY train.py fit --config configs/demo/stage0.yaml --trainer.max_steps "$S0"
 $PY train.py fit --config configs/demo/stage1.yaml --trainer.max_steps "$S1"
 $PY train.py fit --config configs/demo/stage2.yaml --trainer.max_steps "$S2"
+mkdir -p lc4/assets
 rm -rf lc4/assets/demo-model.new && cp -r runs/demo_stage2/export lc4/assets/demo-model.new
 rm -rf lc4/assets/demo-model && mv lc4/assets/demo-model.new lc4/assets/demo-model
 du -sh lc4/assets/demo-model

@@ -2,10 +2,10 @@
 
 Prints (and writes as JSON with --json) instance colour accuracy (chance = 1/8), the fraction of
 caption colour swaps the model follows, CDC (×1000), PSNR against the ground truth and the
-long-range hue spread. Seeds start at 900 000, never used in training (training uses seeds from
-seed·10⁷ and validation from 5·10⁶).
+long-range hue spread (`lc4.evaluation.synthetic`). Seeds start at 900 000, never used in training.
 
     python benchmarks/synthetic_eval.py --model lc4/assets/demo-model --videos 24
+    python benchmarks/synthetic_eval.py --model runs/demo_stage0/export --reconstruction
 """
 
 from __future__ import annotations
@@ -14,46 +14,9 @@ import argparse
 import json
 import time
 
-import numpy as np
+import torch
 
-from lc4.color import to_grey
-from lc4.data.synthetic import generate_video, swap_caption_colors
-from lc4.metrics import cdc, hue_spread, instance_color_accuracy, psnr
-
-HELD_OUT_SEED = 900_000
-
-
-def colorize(pipe, grey: np.ndarray, caption: str, args: argparse.Namespace, fusion: str = "auto") -> np.ndarray:
-    return pipe(grey, caption, num_inference_steps=args.steps, guidance_scale=args.guidance, seed=args.seed,
-                resolution=grey.shape[1], fusion=fusion, progress=False).frames
-
-
-def evaluate(pipe, args: argparse.Namespace, fusion: str = "auto", long: bool = False) -> dict:
-    """Accuracy, swap-following, CDC, PSNR and hue spread over `args.videos` held-out videos."""
-    acc, swaps, cdcs, psnrs, spreads = [], [], [], [], []
-    for k in range(args.videos):
-        video = generate_video(HELD_OUT_SEED + k, num_frames=args.frames if not long else args.long_frames,
-                               size=args.size, num_shapes=(1, 2), long=long)
-        grey = to_grey(video.rgb)
-        pred = colorize(pipe, grey, video.caption, args, fusion)
-        acc.append(instance_color_accuracy(pred, video.masks, video.instance_colors))
-        cdcs.append(cdc(pred, scale=1000))
-        psnrs.append(psnr(pred, video.rgb))
-        spreads.append(hue_spread(pred, video.masks))
-        if not long and video.num_instances >= 2 and video.instance_colors[0] != video.instance_colors[1]:
-            caption, expected = swap_caption_colors(video, 0, 1)
-            swapped = colorize(pipe, grey, caption, args, fusion)
-            swaps.append(instance_color_accuracy(swapped, video.masks, expected) >= 0.5)
-    return {
-        "videos": args.videos,
-        "instance_accuracy": float(np.mean(acc)),
-        "instance_accuracy_std": float(np.std(acc)),
-        "swap_followed": float(np.mean(swaps)) if swaps else None,
-        "swap_count": len(swaps),
-        "cdc_x1000": float(np.mean(cdcs)),
-        "psnr": float(np.mean(psnrs)),
-        "hue_spread_deg": float(np.nanmean(spreads)),
-    }
+from lc4.evaluation.synthetic import evaluate_synthetic, pipeline_colorizer, reconstruction_scores
 
 
 def main() -> None:
@@ -69,15 +32,30 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--guidance", type=float, default=4.5)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--reconstruction", action="store_true",
+                   help="only the VAE round trip's accuracy (the ceiling that stage 0 sets)")
     p.add_argument("--json", default=None)
     args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     pipe = LC4Pipeline.from_pretrained(args.model)
     t0 = time.time()
-    results = {"short": evaluate(pipe, args)}
-    if args.long:
-        results["long_ccf"] = evaluate(pipe, args, fusion="bounded", long=True)
-        results["long_no_ccf"] = evaluate(pipe, args, fusion="none", long=True)
+    if args.reconstruction:
+        results = {"reconstruction": reconstruction_scores(pipe.model, args.videos, args.frames, args.size)}
+    else:
+        colorize = pipeline_colorizer(pipe, steps=args.steps, guidance=args.guidance, seed=args.seed)
+        results = {"short": evaluate_synthetic(colorize, args.videos, num_frames=args.frames, size=args.size).as_dict()}
+        if args.long:
+            for name, fusion in (("long_ccf", "bounded"), ("long_no_ccf", "none")):
+                colorize = pipeline_colorizer(pipe, steps=args.steps, guidance=args.guidance, seed=args.seed,
+                                              fusion=fusion)
+                results[name] = evaluate_synthetic(colorize, args.videos, num_frames=args.long_frames,
+                                                   size=args.size, long=True, swaps=False).as_dict()
     results["seconds"] = round(time.time() - t0, 1)
+    for part in results.values():
+        if isinstance(part, dict):
+            part.pop("per_video_accuracy", None)
     print(json.dumps(results, indent=2))
     if args.json:
         with open(args.json, "w") as fh:

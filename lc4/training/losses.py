@@ -39,7 +39,8 @@ def denoising_loss(
     """Eq. 9: ‖ε − ε_θ(z_t, t, y^tex, y^lum)‖² for clips `(b, f, 3, h, w)` in [-1, 1].
 
     One timestep per clip (all its frames share it); text dropped to "" with `caption_dropout`;
-    `use_cmpf=False` conditions on plain CLIP embeddings (stage 1).
+    `use_cmpf=False` conditions on plain CLIP embeddings (stage 1). A scheduler configured with
+    `prediction_type: v_prediction` trains the v-target instead (same network, same sampler).
     """
     b, f = pixel_values.shape[:2]
     rgb = rearrange(pixel_values, "b f c h w -> (b f) c h w")
@@ -52,8 +53,39 @@ def denoising_loss(
     t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (b,), generator=generator, device=latents.device)
     t = t.repeat_interleave(f)
     noisy = noise_scheduler.add_noise(latents, noise, t)
-    eps = model.predict_noise(noisy, t, y_tex, lum, f)
-    return F.mse_loss(eps.float(), noise)
+    pred = model.predict_noise(noisy, t, y_tex, lum, f)
+    return F.mse_loss(pred.float(), prediction_target(noise_scheduler, latents, noise, t))
+
+
+def prediction_target(noise_scheduler, latents: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """What the UNet is trained to output: ε, or v = √ᾱ·ε − √(1−ᾱ)·z₀ for v-prediction schedulers."""
+    kind = noise_scheduler.config.prediction_type
+    if kind == "epsilon":
+        return noise
+    if kind == "v_prediction":
+        return noise_scheduler.get_velocity(latents, noise, t)
+    raise ValueError(f"unsupported prediction_type {kind!r}: use 'epsilon' or 'v_prediction'")
+
+
+@torch.no_grad()
+def latent_scale(model: LC4Model, batches, max_batches: int = 16) -> float:
+    """1 / std of the VAE's unscaled latent samples over `batches` of `(b, f, 3, h, w)` pixels.
+
+    The LDM recipe (SD1.5's 0.18215 is this number for its VAE): with it the scaled latents have
+    unit variance, which the noise schedule assumes. Used after training a VAE from scratch.
+    """
+    total, sq, n = 0.0, 0.0, 0
+    for i, batch in enumerate(batches):
+        if i >= max_batches:
+            break
+        pixels = batch["pixel_values"] if isinstance(batch, dict) else batch
+        rgb = rearrange(pixels, "b f c h w -> (b f) c h w") if pixels.ndim == 5 else pixels
+        z = model.vae.encode(rgb.to(model.vae.device, model.vae.dtype)).latent_dist.sample().double()
+        total, sq, n = total + z.sum().item(), sq + (z * z).sum().item(), n + z.numel()
+    if n == 0:
+        raise ValueError("latent_scale needs at least one batch")
+    std = (sq / n - (total / n) ** 2) ** 0.5
+    return 1.0 / std
 
 
 def reconstruction_loss(model: LC4Model, pixel_values: torch.Tensor, lpips=None, kl_weight: float = 1e-6,

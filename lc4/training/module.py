@@ -28,7 +28,7 @@ from torch import nn
 
 from ..models.config import LC4Config
 from ..models.lc4 import LC4Model
-from .losses import denoising_loss, reconstruction_loss
+from .losses import denoising_loss, latent_scale, reconstruction_loss
 
 log = logging.getLogger("lc4")
 
@@ -407,9 +407,34 @@ class LC4Module(pl.LightningModule):
                 getattr(self.model, p).to(dtype=dtypes[p])
 
     def export(self, path: str | Path, use_ema: bool = True) -> Path:
-        """Write the trained model in the pipeline's `save_pretrained` format (EMA weights by default)."""
+        """Write the trained model in the pipeline's `save_pretrained` format (EMA weights by default).
+
+        A run that trained the VAE first sets its latent `scaling_factor` to 1/std of the latents
+        of the training data (`calibrate_latent_scale`), as SD's VAE was.
+        """
         with self._full_precision_frozen(), weights_swapped_in(self.model, self._ema if use_ema else {}):
+            if "vae" in self.train_parts:
+                self.calibrate_latent_scale()
             return self.model.save_pretrained(path)
+
+    def calibrate_latent_scale(self, num_clips: int = 64) -> float | None:
+        """Set the VAE's `scaling_factor` from the first `num_clips` training clips; returns it."""
+        from ..data.datamodule import collate_clips
+
+        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        dataset = getattr(datamodule, "train_dataset", None)
+        if dataset is None:
+            log.warning("no training dataset to calibrate the VAE's latent scale on; keeping %s",
+                        self.model.vae.config.scaling_factor)
+            return None
+        count = min(num_clips, len(dataset))
+        batches = [collate_clips([dataset[i] for i in range(start, min(start + 8, count))])
+                   for start in range(0, count, 8)]
+        scale = latent_scale(self.model, batches, max_batches=len(batches))
+        self.model.vae.register_to_config(scaling_factor=scale)
+        self.model.config.vae["scaling_factor"] = scale
+        print(f"VAE latent scaling_factor set to {scale:.5f} (1/std of the training latents)", flush=True)
+        return scale
 
 
 def train_parts_of(stage: int) -> Sequence[str]:

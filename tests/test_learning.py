@@ -150,3 +150,21 @@ def test_ablation_stage_configs_keep_the_budget_and_change_only_the_variant(tmp_
     assert cfg["data"] == demo["data"] and cfg["model"]["lr"] == demo["model"]["lr"]
     exports = [c["init_args"]["dirpath"] for c in cfg["trainer"]["callbacks"] if "Export" in c["class_path"]]
     assert exports == [str(tmp_path / "v" / "export")]
+
+
+def test_init_from_a_folder_carries_the_latent_scale_and_init_parts_limits_the_copy(tmp_path):
+    from lc4.training.module import load_weights_from
+
+    trained = LC4Model.from_config(LC4Config.tiny(), seed=1)
+    trained.vae.register_to_config(scaling_factor=0.5)
+    trained.config.vae["scaling_factor"] = 0.5
+    trained.save_pretrained(tmp_path / "stage0")
+    fresh = LC4Model.from_config(LC4Config.tiny(), seed=2)
+    unet_before = {k: v.clone() for k, v in fresh.unet.state_dict().items()}
+    assert load_weights_from(fresh, str(tmp_path / "stage0"), ["vae", "lum_encoder"]) == ["vae", "lum_encoder"]
+    assert fresh.vae.config.scaling_factor == 0.5 and fresh.config.vae["scaling_factor"] == 0.5
+    for k, v in trained.vae.state_dict().items():
+        assert torch.equal(fresh.vae.state_dict()[k], v)
+    assert all(torch.equal(fresh.unet.state_dict()[k], v) for k, v in unet_before.items())
+    with pytest.raises(ValueError, match="unknown init_parts"):
+        load_weights_from(fresh, str(tmp_path / "stage0"), ["vea"])

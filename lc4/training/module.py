@@ -78,8 +78,15 @@ def model_state_from_checkpoint(ckpt: Mapping[str, Any], use_ema: bool = True) -
     return state
 
 
-def load_weights_from(model: LC4Model, source: str) -> list[str]:
-    """Copy weights from a previous stage (L-C4 folder or Lightning checkpoint); returns loaded parts."""
+def load_weights_from(model: LC4Model, source: str, parts: Sequence[str] | None = None) -> list[str]:
+    """Copy weights from a previous stage (L-C4 folder or Lightning checkpoint); returns loaded parts.
+
+    `parts` limits the copy to those parts (e.g. only the stage-0 `vae` and `lum_encoder`).
+    """
+    unknown = set(parts or ()) - set(PARTS)
+    if unknown:
+        raise ValueError(f"unknown init_parts {sorted(unknown)}; parts are {', '.join(PARTS)}")
+    wanted = set(parts) if parts else set(PARTS)
     path = Path(source)
     if not path.exists():
         raise FileNotFoundError(f"init_from: {source} does not exist")
@@ -88,14 +95,18 @@ def load_weights_from(model: LC4Model, source: str) -> list[str]:
         loaded = []
         for part in PARTS:
             mine, theirs = getattr(model, part), getattr(other, part)
-            if mine is not None and theirs is not None:
+            if part in wanted and mine is not None and theirs is not None:
                 mine.load_state_dict(theirs.state_dict())
                 loaded.append(part)
+        if "vae" in loaded:  # a VAE trained from scratch carries its calibrated latent scale in its config
+            scale = other.vae.config.scaling_factor
+            model.vae.register_to_config(scaling_factor=scale)
+            model.config.vae["scaling_factor"] = scale
         return loaded
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
         raise ValueError(f"init_from {source}: not an lc4 training checkpoint (no state_dict)")
-    state = model_state_from_checkpoint(ckpt)
+    state = {k: v for k, v in model_state_from_checkpoint(ckpt).items() if k.split(".")[0] in wanted}
     missing, unexpected = model.load_state_dict(state, strict=False)
     if unexpected:
         raise ValueError(f"init_from {source}: {len(unexpected)} unexpected weights, e.g. {unexpected[0]}")
@@ -140,6 +151,7 @@ class LC4Module(pl.LightningModule):
         sd15: str | None = None,
         model_config: dict | None = None,
         init_from: str | None = None,
+        init_parts: list[str] | None = None,
         train_parts: list[str] | None = None,
         lr: float = 1e-5,
         betas: tuple[float, float] = (0.99, 0.999),
@@ -162,7 +174,7 @@ class LC4Module(pl.LightningModule):
         self.save_hyperparameters()
         self.model = build_model(model, sd15, model_config, trust_checkpoint)
         if init_from:
-            parts = load_weights_from(self.model, init_from)
+            parts = load_weights_from(self.model, init_from, init_parts)
             print(f"initialised {', '.join(parts)} from {init_from}", flush=True)
         self.train_parts = list(train_parts or STAGE_PARTS[stage])
         unknown = set(self.train_parts) - set(PARTS)

@@ -3,12 +3,13 @@
 Trained variants, each with the demo model's stage-1/2 budget and its stage-0 VAE:
   full      — the demo model (scripts/train_demo.sh), TDA + CMPF
   no_tda    — fixed-location temporal attention instead of TDA (stages 1 and 2)
-  no_cmpf   — no CMPF: stage 1 only, for the stage-1 + stage-2 step count
+  no_cmpf   — no CMPF: the demo's stage-1 UNet trained on for the stage-2 step count
 Inference variants of the full model on long videos (T = --long-frames):
   no_ccf    — clip by clip          sliding — sliding instead of skip windows
   averaging — direct averaging of overlapping clips instead of distance weighting
 
     python benchmarks/ablations.py --train            # train no_tda / no_cmpf, then measure
+    python benchmarks/ablations.py --train no_tda --train-only   # one variant (run two at once)
     python benchmarks/ablations.py                    # measure already trained variants
 
 Writes runs/ablations/results.json, the table between the markers in docs/results.md and the
@@ -18,7 +19,6 @@ picture docs/images/ablations.png (one long held-out clip, every variant).
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import subprocess
 import sys
@@ -27,13 +27,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
+
+from lc4.training.stage_configs import derive_stage_config
 
 ROOT = Path(__file__).resolve().parents[1]
 BEGIN, END = "<!-- ablations:begin -->", "<!-- ablations:end -->"
 TRAINED = {
     "no_tda": {"model_config": {"temporal": {"kind": "temporal_attention"}}, "stage2": True},
-    "no_cmpf": {"model_config": {"cmpf": {"enabled": False}}, "stage2": False},
+    # stage 1 never uses CMPF, so the first --steps1 steps would repeat the demo's stage 1 bit for
+    # bit: w/o CMPF continues the demo's stage-1 UNet for --steps2 stage-1 steps instead of stage 2
+    "no_cmpf": {"model_config": {"cmpf": {"enabled": False}}, "stage2": False, "continues_demo_stage1": True},
 }
 INFERENCE = {  # name: pipeline options (applied to the full model)
     "full": {},
@@ -47,28 +50,24 @@ LABELS = {"full": "full (TDA, CMPF, CCF skip+distance)", "no_tda": "w/o TDA (fix
 
 
 def stage_config(stage: int, out: Path, steps: int, model_config: dict, init_from: str) -> Path:
-    """A copy of configs/demo/stage{stage}.yaml writing under `out`, with the variant's model changes."""
-    cfg = yaml.safe_load((ROOT / f"configs/demo/stage{stage}.yaml").read_text())
-    cfg = copy.deepcopy(cfg)
-    cfg["model"]["init_from"] = init_from
-    cfg["model"]["model_config"] = model_config
-    cfg["trainer"]["max_steps"] = steps
-    cfg["trainer"]["default_root_dir"] = str(out)
-    cfg["trainer"]["logger"]["init_args"]["save_dir"] = str(out)
-    for cb in cfg["trainer"]["callbacks"]:
-        if cb["class_path"].endswith("ExportOnTrainEnd"):
-            cb["init_args"]["dirpath"] = str(out / "export")
-    path = out / f"stage{stage}.yaml"
-    out.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    return path
+    """configs/demo/stage{stage}.yaml writing under `out`, with the variant's model changes.
+
+    Stage 1 takes only the stage-0 parts (VAE, E^lum) and the frozen CLIP from `init_from`: the
+    variant's UNet has other layers (its random start is the demo's for the shared layers, seed 0).
+    """
+    parts = ["vae", "lum_encoder", "text_encoder"] if stage == 1 else None
+    return derive_stage_config(ROOT / f"configs/demo/stage{stage}.yaml", out, steps=steps,
+                               model_config=model_config, init_from=init_from, init_parts=parts)
 
 
 def train_variant(name: str, args: argparse.Namespace) -> Path:
     """Train one ablation through train.py; returns its exported model folder."""
     spec, base = TRAINED[name], Path(args.out) / name
-    steps1 = args.steps1 if spec["stage2"] else args.steps1 + args.steps2  # same optimizer-step budget
-    cfg1 = stage_config(1, base / "stage1", steps1, spec["model_config"], args.stage0)
+    if spec.get("continues_demo_stage1"):  # same optimizer-step budget: steps1 (shared) + steps2
+        cfg1 = derive_stage_config(ROOT / "configs/demo/stage1.yaml", base / "stage1", steps=args.steps2,
+                                   model_config=spec["model_config"], init_from=args.stage1)
+    else:
+        cfg1 = stage_config(1, base / "stage1", args.steps1, spec["model_config"], args.stage0)
     subprocess.run([sys.executable, str(ROOT / "train.py"), "fit", "--config", str(cfg1)], check=True, cwd=ROOT)
     final = base / "stage1" / "export"
     if spec["stage2"]:
@@ -123,11 +122,14 @@ def main() -> None:
     from lc4.strip import make_strip
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--train", action="store_true", help="train the no_tda and no_cmpf variants first")
+    p.add_argument("--train", nargs="*", choices=sorted(TRAINED), default=None,
+                   help="train these variants first (no names: all of them)")
+    p.add_argument("--train-only", action="store_true", help="train, then stop (run variants in parallel)")
     p.add_argument("--full", default="lc4/assets/demo-model")
     p.add_argument("--stage0", default="runs/demo_stage0/export", help="the shared stage-0 VAE/E^lum export")
-    p.add_argument("--steps1", type=int, default=3000, help="stage-1 steps (as the demo model's)")
-    p.add_argument("--steps2", type=int, default=800, help="stage-2 steps (as the demo model's)")
+    p.add_argument("--stage1", default="runs/demo_stage1/export", help="the demo's stage-1 export (for no_cmpf)")
+    p.add_argument("--steps1", type=int, default=1500, help="stage-1 steps (as the demo model's)")
+    p.add_argument("--steps2", type=int, default=500, help="stage-2 steps (as the demo model's)")
     p.add_argument("--out", default="runs/ablations")
     p.add_argument("--videos", type=int, default=24, help="short held-out videos per variant")
     p.add_argument("--long-videos", type=int, default=4)
@@ -139,10 +141,13 @@ def main() -> None:
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    to_train = [] if args.train is None else (args.train or sorted(TRAINED))
     models = {"full": Path(args.full)}
     for name in TRAINED:
-        models[name] = train_variant(name, args) if args.train else Path(args.out) / name / (
+        models[name] = train_variant(name, args) if name in to_train else Path(args.out) / name / (
             "stage2" if TRAINED[name]["stage2"] else "stage1") / "export"
+    if args.train_only:
+        return
     missing = [str(m) for m in models.values() if not (m / "model_index.json").is_file()]
     if missing:
         sys.exit(f"ablations: no trained model at {', '.join(missing)} (run with --train)")

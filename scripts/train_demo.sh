@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
-S0=${STEPS0:-1800}; S1=${STEPS1:-2000}; S2=${STEPS2:-600}
+S0=${STEPS0:-1800}; S1=${STEPS1:-1500}; S2=${STEPS2:-500}
 rm -rf runs/demo_stage0 runs/demo_stage1 runs/demo_stage2
 $PY train.py fit --config configs/demo/stage0.yaml --trainer.max_steps "$S0"
 $PY train.py fit --config configs/demo/stage1.yaml --trainer.max_steps "$S1"

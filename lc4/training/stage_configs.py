@@ -1,0 +1,55 @@
+"""Derive a training config from a stage YAML: same recipe, another output folder and budget.
+
+Used by the ablation driver (`benchmarks/ablations.py`, one variant per folder) and by the
+learning test, so that variants differ from the demo recipe only where they say so.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Sequence
+
+import yaml
+
+__all__ = ["derive_stage_config"]
+
+
+def derive_stage_config(
+    base: str | Path,
+    out: str | Path,
+    *,
+    steps: int,
+    model_config: dict[str, Any] | None = None,
+    init_from: str | None = None,
+    init_parts: Sequence[str] | None = None,
+    data: dict[str, Any] | None = None,
+) -> Path:
+    """Write `<out>/<base name>` from `base` with every output (logs, export) under `out`.
+
+    `model_config` changes the model (e.g. `{"temporal": {"kind": "temporal_attention"}}`),
+    `init_from`/`init_parts` where its weights start, `data` overrides data settings.
+    """
+    cfg = copy.deepcopy(yaml.safe_load(Path(base).read_text()))
+    out = Path(out)
+    model, trainer = cfg.setdefault("model", {}), cfg.setdefault("trainer", {})
+    if model_config:
+        model["model_config"] = model_config
+    if init_from is not None:
+        model["init_from"] = str(init_from)
+    if init_parts is not None:
+        model["init_parts"] = list(init_parts)
+    if data:
+        cfg.setdefault("data", {}).update(data)
+    trainer["max_steps"] = int(steps)
+    trainer["default_root_dir"] = str(out)
+    logger = trainer.get("logger")
+    if isinstance(logger, dict):
+        logger.setdefault("init_args", {})["save_dir"] = str(out)
+    for callback in trainer.get("callbacks") or []:
+        if callback.get("class_path", "").endswith("ExportOnTrainEnd"):
+            callback.setdefault("init_args", {})["dirpath"] = str(out / "export")
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / Path(base).name
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path

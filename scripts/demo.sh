@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-demo-output}
 mkdir -p "$OUT"
-.venv/bin/lc4 synth "$OUT/data" --num-videos 1 --seed 900001 --frames 16 --size 64 --overwrite
+.venv/bin/lc4 synth "$OUT/data" --num-videos 1 --seed 900001 --frames 16 --size 64 --shapes 1-2 --overwrite
 CAPTION=$(.venv/bin/python -c "import csv,sys; print(next(csv.DictReader(open(sys.argv[1])))['caption'])" "$OUT/data/manifest.csv")
 echo "prompt: $CAPTION"
 .venv/bin/lc4 colorize "$OUT/data/grey/000000.mp4" --prompt "$CAPTION" --output "$OUT/colorized.mp4" \

@@ -94,9 +94,9 @@ def test_scorer_gives_the_oracle_full_marks_and_grey_nothing():
     oracle, grey = oracle_and_grey(6)
     perfect = evaluate_synthetic(oracle, 6)
     assert perfect.instance_accuracy == 1.0 and perfect.swap_count >= 1 and perfect.swap_followed == 1.0
-    assert perfect.psnr > 40 and perfect.hue_spread_deg < 5
+    assert perfect.psnr > 40 and perfect.hue_spread_deg < 5 and perfect.background_accuracy == 1.0
     flat = evaluate_synthetic(grey, 6)
-    assert flat.instance_accuracy <= 0.35 and flat.swap_followed == 0.0
+    assert flat.instance_accuracy <= 0.35 and flat.swap_followed == 0.0 and flat.background_accuracy <= 0.35
 
 
 def test_scorer_catches_a_model_that_ignores_the_sentence():

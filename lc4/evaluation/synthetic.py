@@ -17,7 +17,7 @@ import torch
 from einops import rearrange
 
 from lc4.color import recombine_luminance, to_grey
-from lc4.data.synthetic import SyntheticVideo, generate_video, swap_caption_colors
+from lc4.data.synthetic import BACKGROUND_PALETTE, SyntheticVideo, generate_video, swap_caption_colors
 from lc4.metrics import cdc, hue_spread, instance_color_accuracy, psnr
 
 __all__ = ["HELD_OUT_SEED", "SyntheticScores", "held_out_video", "evaluate_synthetic", "reconstruct",
@@ -33,6 +33,7 @@ class SyntheticScores:
     videos: int
     instance_accuracy: float
     instance_accuracy_std: float  # across videos
+    background_accuracy: float  # the background's colour (its own palette, chance 1/8 too)
     swap_followed: float | None
     swap_count: int
     cdc_x1000: float
@@ -72,12 +73,13 @@ def evaluate_synthetic(
     two colours exchanged must give *each* of the two shapes the other's colour on at least half
     of its scored frames.
     """
-    details, followed, cdcs, psnrs, spreads = [], [], [], [], []
+    details, background, followed, cdcs, psnrs, spreads = [], [], [], [], [], []
     for k in range(first, first + videos):
         video = held_out_video(k, num_frames, size, num_shapes, long)
         grey = to_grey(video.rgb)
         pred = colorize(grey, video.caption)
         details.append(instance_color_accuracy(pred, video.masks, video.instance_colors, return_details=True))
+        background.append(background_accuracy(pred, video))
         cdcs.append(cdc(pred, scale=1000))
         psnrs.append(psnr(pred, video.rgb))
         spreads.append(hue_spread(pred, video.masks))
@@ -92,6 +94,7 @@ def evaluate_synthetic(
         videos=videos,
         instance_accuracy=accuracy,
         instance_accuracy_std=float(np.std(per_video)) if per_video else float("nan"),
+        background_accuracy=_pool(background)[0],
         swap_followed=float(np.mean(followed)) if followed else None,
         swap_count=len(followed),
         cdc_x1000=float(np.mean(cdcs)),
@@ -99,6 +102,12 @@ def evaluate_synthetic(
         hue_spread_deg=float(np.nanmean(spreads)) if not np.all(np.isnan(spreads)) else float("nan"),
         per_video_accuracy=per_video,
     )
+
+
+def background_accuracy(pred: np.ndarray, video: SyntheticVideo):
+    """Per frame, is the mean (a, b) of the pixels no shape covers nearest the named background colour?"""
+    return instance_color_accuracy(pred, ~video.masks.any(axis=1, keepdims=True), [video.background_color],
+                                   palette=BACKGROUND_PALETTE, return_details=True)
 
 
 def pipeline_colorizer(pipe, *, steps: int = 20, guidance: float = 4.5, seed: int = 0, **options: Any

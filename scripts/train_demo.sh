@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Train the demo model from nothing on the procedural benchmark, through train.py and the stage
-# configs (VAE/E^lum stage 0, stage 1, stage 2), then export it to lc4/assets/demo-model and
-# measure it (benchmarks/synthetic_eval.py). Budget: <= 60 minutes on 2 CPU cores.
+# configs (VAE/E^lum stage 0, stage 1, stage 2), then measure it (benchmarks/synthetic_eval.py);
+# it is installed as lc4/assets/demo-model (the CLI default) only if it
+# reaches held-out accuracy 0.8. Budget: <= 60 minutes on 2 CPU cores (measured: ~50).
 # Steps can be scaled: STEPS0=... STEPS1=... STEPS2=... bash scripts/train_demo.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,8 +12,15 @@ rm -rf runs/demo_stage0 runs/demo_stage1 runs/demo_stage2
 $PY train.py fit --config configs/demo/stage0.yaml --trainer.max_steps "$S0"
 $PY train.py fit --config configs/demo/stage1.yaml --trainer.max_steps "$S1"
 $PY train.py fit --config configs/demo/stage2.yaml --trainer.max_steps "$S2"
-mkdir -p lc4/assets
-rm -rf lc4/assets/demo-model.new && cp -r runs/demo_stage2/export lc4/assets/demo-model.new
-rm -rf lc4/assets/demo-model && mv lc4/assets/demo-model.new lc4/assets/demo-model
-du -sh lc4/assets/demo-model
-$PY benchmarks/synthetic_eval.py --model lc4/assets/demo-model --videos 24
+$PY benchmarks/synthetic_eval.py --model runs/demo_stage0/export --reconstruction --videos 16
+$PY benchmarks/synthetic_eval.py --model runs/demo_stage2/export --videos 24 --json runs/demo_eval.json
+du -sh runs/demo_stage2/export
+# ship it as the CLI's default only if it reaches the bar of docs/results.md (held-out accuracy >= 0.8)
+if $PY -c "import json,sys; sys.exit(json.load(open('runs/demo_eval.json'))['short']['instance_accuracy'] < 0.8)"; then
+  mkdir -p lc4/assets
+  rm -rf lc4/assets/demo-model.new && cp -r runs/demo_stage2/export lc4/assets/demo-model.new
+  rm -rf lc4/assets/demo-model && mv lc4/assets/demo-model.new lc4/assets/demo-model
+  echo "installed lc4/assets/demo-model"
+else
+  echo "held-out accuracy below 0.8: not installed (the model stays in runs/demo_stage2/export)"
+fi

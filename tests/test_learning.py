@@ -168,3 +168,14 @@ def test_init_from_a_folder_carries_the_latent_scale_and_init_parts_limits_the_c
     assert all(torch.equal(fresh.unet.state_dict()[k], v) for k, v in unet_before.items())
     with pytest.raises(ValueError, match="unknown init_parts"):
         load_weights_from(fresh, str(tmp_path / "stage0"), ["vea"])
+
+
+def test_text_probe_predicts_clean_latents_of_the_clip_shape():
+    probe = importlib.util.spec_from_file_location("text_probe", ROOT / "benchmarks/text_probe.py")
+    module = importlib.util.module_from_spec(probe)
+    probe.loader.exec_module(module)
+    model = LC4Model.from_config(demo_config(), seed=0).eval()
+    grey = held_out_video(0, num_frames=2).grey
+    a = module.one_step_x0(model, grey, "a red circle on a navy background")
+    b = module.one_step_x0(model, grey, "a red circle on a navy background")
+    assert a.shape == (2, 4, 16, 16) and torch.isfinite(a).all() and torch.equal(a, b)  # seeded noise

@@ -14,9 +14,9 @@ from __future__ import annotations
 import argparse
 
 import torch
-from einops import rearrange
 
 from lc4.color import to_grey
+from lc4.data.synthetic import to_pixel_values
 from lc4.evaluation.synthetic import held_out_video
 from lc4.models.lc4 import LC4Model
 
@@ -26,7 +26,7 @@ def one_step_x0(model: LC4Model, grey, caption: str, seed: int = 0) -> torch.Ten
     """x̂₀ predicted at the last training timestep from seeded noise, for `(T, H, W, 3)` uint8 grey frames."""
     sched = model.noise_scheduler("DDPMScheduler")
     t = sched.config.num_train_timesteps - 1
-    pixels = rearrange(torch.from_numpy(grey).float() / 127.5 - 1, "f h w c -> f c h w")
+    pixels = to_pixel_values(grey)
     frames, factor = pixels.shape[0], model.vae_scale_factor
     lum = model.encode_luminance(pixels)
     text = model.fuse_text(model.encode_prompt([caption]), lum, frames)
@@ -49,7 +49,7 @@ def main() -> None:
         video = held_out_video(k)
         grey = to_grey(video.rgb)
         own = one_step_x0(model, grey, video.caption)
-        other = one_step_x0(model, grey, held_out_video(k + args.clips).caption)
+        other = one_step_x0(model, grey, held_out_video(k + 100).caption)  # an unrelated caption
         empty = one_step_x0(model, grey, "")
         print(f"clip {k}: std {own.std():.3f}  |other caption| {(own - other).abs().mean():.3f}  "
               f"|no caption| {(own - empty).abs().mean():.3f}  |next frame| {(own[1:] - own[:-1]).abs().mean():.3f}")

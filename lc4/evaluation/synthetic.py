@@ -14,10 +14,9 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-from einops import rearrange
 
 from lc4.color import recombine_luminance, to_grey
-from lc4.data.synthetic import BACKGROUND_PALETTE, SyntheticVideo, generate_video, swap_caption_colors
+from lc4.data.synthetic import BACKGROUND_PALETTE, SyntheticVideo, generate_video, swap_caption_colors, to_pixel_values
 from lc4.metrics import cdc, hue_spread, instance_color_accuracy, psnr
 
 __all__ = ["HELD_OUT_SEED", "SyntheticScores", "held_out_video", "evaluate_synthetic", "reconstruct",
@@ -126,7 +125,7 @@ def reconstruct(model, rgb: np.ndarray) -> np.ndarray:
     """The VAE round trip (E, then D with E^lum's skips; the input's L kept): a colorization's ceiling."""
     from lc4.training.losses import grey_input
 
-    pixels = rearrange(torch.from_numpy(rgb).float() / 127.5 - 1, "t h w c -> t c h w")
+    pixels = to_pixel_values(rgb)
     latents = model.encode_frames(pixels, sample=False)
     out = model.decode(latents, model.encode_luminance(grey_input(pixels)))
     return recombine_luminance((out.clamp(-1, 1) + 1) / 2, rgb)

@@ -156,8 +156,7 @@ def test_init_from_a_folder_carries_the_latent_scale_and_init_parts_limits_the_c
     from lc4.training.module import load_weights_from
 
     trained = LC4Model.from_config(LC4Config.tiny(), seed=1)
-    trained.vae.register_to_config(scaling_factor=0.5)
-    trained.config.vae["scaling_factor"] = 0.5
+    trained.set_latent_scale(0.5)
     trained.save_pretrained(tmp_path / "stage0")
     fresh = LC4Model.from_config(LC4Config.tiny(), seed=2)
     unet_before = {k: v.clone() for k, v in fresh.unet.state_dict().items()}

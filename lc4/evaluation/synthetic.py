@@ -19,8 +19,8 @@ from lc4.color import recombine_luminance, to_grey
 from lc4.data.synthetic import BACKGROUND_PALETTE, SyntheticVideo, generate_video, swap_caption_colors, to_pixel_values
 from lc4.metrics import cdc, hue_spread, instance_color_accuracy, psnr
 
-__all__ = ["HELD_OUT_SEED", "SyntheticScores", "held_out_video", "evaluate_synthetic", "reconstruct",
-           "reconstruction_scores"]
+__all__ = ["HELD_OUT_SEED", "SyntheticScores", "held_out_video", "evaluate_synthetic", "background_accuracy",
+           "pipeline_colorizer", "reconstruct", "reconstruction_scores"]
 
 HELD_OUT_SEED = 900_000
 

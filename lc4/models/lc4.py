@@ -222,6 +222,11 @@ class LC4Model(nn.Module):
     def vae_scale_factor(self) -> int:
         return 2 ** (len(self.vae.config.block_out_channels) - 1)
 
+    def set_latent_scale(self, scale: float) -> None:
+        """Set the VAE's latent `scaling_factor` (its config and this model's), e.g. after calibration."""
+        self.vae.register_to_config(scaling_factor=float(scale))
+        self.config.vae["scaling_factor"] = float(scale)
+
     def encode_prompt(self, prompts: Sequence[str]) -> TextConditioning:
         """CLIP embeddings y_0 and colour-word masks for `prompts`."""
         return encode_prompts(self.text_encoder, self.tokenizer, prompts)

@@ -99,9 +99,7 @@ def load_weights_from(model: LC4Model, source: str, parts: Sequence[str] | None 
                 mine.load_state_dict(theirs.state_dict())
                 loaded.append(part)
         if "vae" in loaded:  # a VAE trained from scratch carries its calibrated latent scale in its config
-            scale = other.vae.config.scaling_factor
-            model.vae.register_to_config(scaling_factor=scale)
-            model.config.vae["scaling_factor"] = scale
+            model.set_latent_scale(other.vae.config.scaling_factor)
         return loaded
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
@@ -443,8 +441,7 @@ class LC4Module(pl.LightningModule):
         batches = [collate_clips([dataset[i] for i in range(start, min(start + 8, count))])
                    for start in range(0, count, 8)]
         scale = latent_scale(self.model, batches, max_batches=len(batches))
-        self.model.vae.register_to_config(scaling_factor=scale)
-        self.model.config.vae["scaling_factor"] = scale
+        self.model.set_latent_scale(scale)
         print(f"VAE latent scaling_factor set to {scale:.5f} (1/std of the training latents)", flush=True)
         return scale
 

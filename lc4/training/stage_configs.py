@@ -1,12 +1,11 @@
 """Derive a training config from a stage YAML: same recipe, another output folder and budget.
 
-Used by the ablation driver (`benchmarks/ablations.py`, one variant per folder) and by the
-learning test, so that variants differ from the demo recipe only where they say so.
+Used by the ablation driver (`benchmarks/ablations.py`, one variant per folder), so that variants
+differ from the demo recipe only where they say so.
 """
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -30,7 +29,7 @@ def derive_stage_config(
     `model_config` changes the model (e.g. `{"temporal": {"kind": "temporal_attention"}}`),
     `init_from`/`init_parts` where its weights start, `data` overrides data settings.
     """
-    cfg = copy.deepcopy(yaml.safe_load(Path(base).read_text()))
+    cfg = yaml.safe_load(Path(base).read_text())
     out = Path(out)
     model, trainer = cfg.setdefault("model", {}), cfg.setdefault("trainer", {})
     if model_config:

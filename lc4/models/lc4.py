@@ -176,13 +176,19 @@ class LC4Model(nn.Module):
         vae = AutoencoderKL.from_pretrained(root, subfolder="vae", **kw)
         lum = LuminanceEncoder.from_pretrained(root, subfolder="lum_encoder", **kw)
         unet = LC4UNet.from_pretrained(root, subfolder="unet", **kw)
-        text_encoder = CLIPTextModel.from_pretrained(root, subfolder="text_encoder", **kw)
+        # like the diffusers parts, fp32 unless asked (transformers 5 would keep a half-precision file's dtype)
+        text_encoder = CLIPTextModel.from_pretrained(root, subfolder="text_encoder",
+                                                     **(kw or {"torch_dtype": torch.float32}))
         tokenizer = load_clip_tokenizer(root / "tokenizer")
         cmpf = CrossModalityPreFusion.from_pretrained(root, subfolder="cmpf", **kw) if (root / "cmpf").is_dir() else None
         return cls(config, vae, lum, unet, text_encoder, tokenizer, cmpf)
 
-    def save_pretrained(self, path: str | os.PathLike) -> Path:
-        """Write every part (safetensors + config) into `path`, atomically (temp folder, then rename)."""
+    def save_pretrained(self, path: str | os.PathLike, text_encoder_dtype: torch.dtype | None = None) -> Path:
+        """Write every part (safetensors + config) into `path`, atomically (temp folder, then rename).
+
+        `text_encoder_dtype` stores the (frozen) text encoder in another precision, e.g. float16 to
+        halve a small model's download; `from_pretrained` loads it back in float32.
+        """
         import shutil
         import tempfile
 
@@ -195,7 +201,10 @@ class LC4Model(nn.Module):
             self.unet.save_pretrained(tmp / "unet")
             if self.cmpf is not None:
                 self.cmpf.save_pretrained(tmp / "cmpf")
-            self.text_encoder.save_pretrained(tmp / "text_encoder", safe_serialization=True)
+            text_encoder = self.text_encoder
+            if text_encoder_dtype is not None and text_encoder_dtype != text_encoder.dtype:
+                text_encoder = copy.deepcopy(text_encoder).to(text_encoder_dtype)
+            text_encoder.save_pretrained(tmp / "text_encoder", safe_serialization=True)
             self.tokenizer.save_pretrained(tmp / "tokenizer")
             (tmp / "scheduler").mkdir()
             sched = {"_class_name": "DDIMScheduler", **self.config.scheduler}

@@ -161,10 +161,14 @@ class LC4Module(pl.LightningModule):
         seed: int = 0,
         log_sample_indices: bool = False,
         trust_checkpoint: bool = False,
+        calibrate_text_encoder: int = 0,
+        high_noise_fraction: float = 0.0,
     ):
         super().__init__()
         if stage not in STAGE_PARTS:
             raise ValueError(f"stage must be 0, 1 or 2, got {stage}")
+        if calibrate_text_encoder < 0:
+            raise ValueError(f"calibrate_text_encoder must be >= 0 (a number of captions), got {calibrate_text_encoder}")
         if not 0.0 <= caption_dropout <= 1.0:
             raise ValueError(f"caption_dropout must be in [0, 1], got {caption_dropout}")
         if ema_decay is not None and not 0.0 <= ema_decay < 1.0:
@@ -246,6 +250,8 @@ class LC4Module(pl.LightningModule):
         return torch.float32
 
     def setup(self, stage: str) -> None:
+        if stage == "fit" and self.hparams.calibrate_text_encoder:
+            self.calibrate_text_encoder(self.hparams.calibrate_text_encoder)
         dtype = self._frozen_dtype()
         if dtype != torch.float32:
             for part in self.frozen_parts():
@@ -255,6 +261,27 @@ class LC4Module(pl.LightningModule):
                     if value.is_floating_point() and value.dtype == torch.float32 and key not in self._frozen_fp32:
                         self._frozen_fp32[key] = value.detach().to("cpu", copy=True)
                 module.to(dtype=dtype)
+
+    def calibrate_text_encoder(self, count: int) -> None:
+        """Standardise the frozen random-weight text encoder on the first `count` training captions.
+
+        Deterministic (same captions, same weights), so a resumed run recomputes exactly what its
+        checkpoint holds. Only for text encoders that are random and frozen (the demo model).
+        """
+        from ..models.text import standardize_text_encoder
+
+        if "text_encoder" in self.train_parts:
+            raise ValueError("calibrate_text_encoder is for a frozen text encoder, but train_parts has text_encoder")
+        dataset = getattr(getattr(self._trainer, "datamodule", None), "train_dataset", None)
+        if dataset is None:
+            raise ValueError("calibrate_text_encoder needs the training data (a datamodule with a train dataset)")
+        def caption(i: int) -> str:  # the synthetic set renders its caption without the frames
+            return dataset.video(i).caption if hasattr(dataset, "video") else dataset[i]["caption"]
+
+        captions = [caption(i) for i in range(min(count, len(dataset)))]
+        mean, std = standardize_text_encoder(self.model.text_encoder, self.model.tokenizer, captions)
+        log.info("text encoder standardised on %d captions (channel std was %.3f..%.3f)", len(captions),
+                 std.min().item(), std.max().item())
 
     def on_fit_start(self) -> None:
         strategy = type(self.trainer.strategy).__name__
@@ -307,7 +334,8 @@ class LC4Module(pl.LightningModule):
             loss = denoising_loss(self.model, pixels, batch["caption"], self.noise_scheduler,
                                   caption_dropout=self.hparams.caption_dropout,
                                   generator=self._step_generator(batch_idx),
-                                  use_cmpf=self.hparams.stage == 2)  # stage 1: plain CLIP embeddings
+                                  use_cmpf=self.hparams.stage == 2,  # stage 1: plain CLIP embeddings
+                                  high_noise_fraction=self.hparams.high_noise_fraction)
         if not self._all_finite(loss):
             raise FloatingPointError(f"loss is not finite ({loss.item()}) at step {self.global_step}; "
                                      "lower the learning rate or use bf16 instead of 16-mixed")

@@ -2,7 +2,7 @@
 # Train the demo model from nothing on the procedural benchmark, through train.py and the stage
 # configs (VAE/E^lum stage 0, stage 1, stage 2), then measure it (benchmarks/synthetic_eval.py);
 # it is installed as lc4/assets/demo-model (the CLI default) only if it
-# reaches held-out accuracy 0.8. Budget: <= 60 minutes on 2 CPU cores (measured: ~50).
+# reaches held-out accuracy 0.8. Budget: <= 60 minutes on 2 CPU cores (measured: ~50 for stages 0-2, plus ~5 of scoring).
 # Steps can be scaled: STEPS0=... STEPS1=... STEPS2=... bash scripts/train_demo.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -272,14 +272,15 @@ class LC4Module(pl.LightningModule):
 
         if "text_encoder" in self.train_parts:
             raise ValueError("calibrate_text_encoder is for a frozen text encoder, but train_parts has text_encoder")
-        dataset = getattr(getattr(self._trainer, "datamodule", None), "train_dataset", None)
+        dataset = self._train_dataset()
         if dataset is None:
             raise ValueError("calibrate_text_encoder needs the training data (a datamodule with a train dataset)")
+
         def caption(i: int) -> str:  # the synthetic set renders its caption without the frames
             return dataset.video(i).caption if hasattr(dataset, "video") else dataset[i]["caption"]
 
         captions = [caption(i) for i in range(min(count, len(dataset)))]
-        mean, std = standardize_text_encoder(self.model.text_encoder, self.model.tokenizer, captions)
+        _, std = standardize_text_encoder(self.model.text_encoder, self.model.tokenizer, captions)
         log.info("text encoder standardised on %d captions (channel std was %.3f..%.3f)", len(captions),
                  std.min().item(), std.max().item())
 
@@ -369,8 +370,12 @@ class LC4Module(pl.LightningModule):
                                  weight_decay=self.hparams.weight_decay)
 
     # ------------------------------------------------------------ data errors
+    def _train_dataset(self):
+        """The attached datamodule's training dataset, or None (no trainer, no datamodule)."""
+        return getattr(getattr(self._trainer, "datamodule", None), "train_dataset", None)
+
     def _skipped(self) -> tuple[int, list[str]]:
-        dataset = getattr(getattr(self._trainer, "datamodule", None), "train_dataset", None)
+        dataset = self._train_dataset()
         count = int(getattr(dataset, "num_skipped", 0) or 0)
         return count, (list(getattr(dataset, "skipped_paths", [])) if count else [])
 
@@ -459,8 +464,7 @@ class LC4Module(pl.LightningModule):
         """Set the VAE's `scaling_factor` from the first `num_clips` training clips; returns it."""
         from ..data.datamodule import collate_clips
 
-        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
-        dataset = getattr(datamodule, "train_dataset", None)
+        dataset = self._train_dataset()
         if dataset is None:
             log.warning("no training dataset to calibrate the VAE's latent scale on; keeping %s",
                         self.model.vae.config.scaling_factor)

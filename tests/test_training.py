@@ -30,6 +30,7 @@ from lc4.models.lc4 import LC4Model
 from lc4.training.callbacks import PreemptionCheckpoint, SampleLogger
 from lc4.training.cli import LC4CLI, main
 from lc4.training.export import export_checkpoint
+from lc4.training.losses import grey_input
 from lc4.training.module import PARTS, STAGE_PARTS, LC4Module, step_seed
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -410,20 +411,21 @@ def _stage_loss(module: LC4Module, pixels: torch.Tensor, captions: list[str]) ->
     if module.hparams.stage == 0:
         return reconstruction_loss(module.model, pixels)
     return denoising_loss(module.model, pixels, captions, module.noise_scheduler, caption_dropout=0.0,
-                          generator=torch.Generator().manual_seed(0), use_cmpf=module.hparams.stage == 2)
+                          generator=torch.Generator().manual_seed(0), use_cmpf=module.use_cmpf)
 
 
-@pytest.mark.parametrize("stage,parts", [(0, ["vae", "lum_encoder"]), (1, ["unet", "lum_encoder"]),
-                                         (2, ["unet", "lum_encoder", "cmpf"])])
-def test_trained_weights_are_exactly_those_the_stage_loss_reaches(stage: int, parts: list[str]) -> None:
+@pytest.mark.parametrize("stage,parts,extra", [(0, ["vae", "lum_encoder"], {}), (1, ["unet", "lum_encoder"], {}),
+                                               (1, ["unet", "cmpf"], {"use_cmpf": True}),
+                                               (2, ["unet", "lum_encoder", "cmpf"], {})])
+def test_trained_weights_are_exactly_those_the_stage_loss_reaches(stage: int, parts: list[str], extra: dict) -> None:
     """The UNREACHED table against autograd: DDP fails on trained weights that get no gradient."""
     from lc4.data.synthetic import SyntheticVideoDataset
 
     ds = SyntheticVideoDataset(2, num_frames=4, size=32, num_shapes=(1, 1))
     pixels, captions = torch.stack([ds[i]["pixel_values"] for i in range(2)]), [ds[i]["caption"] for i in range(2)]
-    module = tiny_module(stage=stage, train_parts=parts)
+    module = tiny_module(stage=stage, train_parts=parts, **extra)
     trained = {n for n, _ in module.trainable_named_parameters()}
-    probe = tiny_module(stage=stage, train_parts=parts)
+    probe = tiny_module(stage=stage, train_parts=parts, **extra)
     probe.model.requires_grad_(True)
     _stage_loss(probe, pixels, captions).backward()
     reached = {n for n, p in probe.model.named_parameters() if p.grad is not None and n.split(".")[0] in parts}
@@ -434,6 +436,60 @@ def test_trained_weights_are_exactly_those_the_stage_loss_reaches(stage: int, pa
 def test_training_a_part_the_stage_never_reaches_is_an_error(stage: int, part: str) -> None:
     with pytest.raises(ValueError, match=f"{part} gets no gradient in stage {stage}"):
         tiny_module(stage=stage, train_parts=[STAGE_DEFAULT[stage], part])
+
+
+def test_stage1_trains_cmpf_only_when_it_conditions_on_it() -> None:
+    with pytest.raises(ValueError, match="use_cmpf: true"):
+        tiny_module(stage=1, train_parts=["unet", "cmpf"])
+    assert tiny_module(stage=1, train_parts=["unet", "cmpf"], use_cmpf=True).use_cmpf
+    assert not tiny_module(stage=1).use_cmpf and tiny_module(stage=2).use_cmpf
+    with pytest.raises(ValueError, match="stage 1 uses CMPF"):
+        tiny_module(stage=1, use_cmpf=True, model_config={"cmpf": {"enabled": False}})
+    with pytest.raises(ValueError, match="use_cmpf is for stages 1 and 2"):
+        tiny_module(stage=0, use_cmpf=True)
+
+
+def test_lr_schedule_factors_and_the_trainer_steps_them(tmp_path: Path) -> None:
+    from lc4.training.module import lr_factor_schedule
+
+    cosine = lr_factor_schedule("cosine", total_steps=110, warmup_steps=10, min_ratio=0.2)
+    assert [cosine(s) for s in (0, 4, 9)] == pytest.approx([0.1, 0.5, 1.0])  # linear warm-up
+    assert cosine(10) == pytest.approx(1.0) and cosine(60) == pytest.approx(0.6) and cosine(110) == pytest.approx(0.2)
+    assert cosine(500) == pytest.approx(0.2)  # held at the floor past max_steps
+    assert all(cosine(s) >= cosine(s + 1) for s in range(10, 200))
+    assert lr_factor_schedule("constant", 100)(77) == 1.0
+    with pytest.raises(ValueError, match="lr_schedule must be one of"):
+        tiny_module(stage=1, lr_schedule="linear")
+    module = tiny_module(stage=1, lr=1e-3, lr_schedule="cosine", warmup_steps=1, min_lr_ratio=0.5)
+    seen: list[float] = []
+
+    class Record(pl.Callback):
+        def on_train_batch_start(self, trainer, pl_module, *args):
+            seen.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+    quick_trainer(tmp_path, 4, [Record()]).fit(module, datamodule=synthetic_dm())
+    expected = lr_factor_schedule("cosine", 4, 1, 0.5)
+    assert seen == pytest.approx([1e-3 * expected(s) for s in range(4)])
+
+
+def test_chroma_weight_adds_the_lab_ab_l1() -> None:
+    from lc4.color import rgb_to_lab
+    from lc4.training.losses import chroma, reconstruction_loss
+
+    rgb = torch.rand(2, 3, 8, 8) * 2 - 1
+    lab = rgb_to_lab((rgb + 1) / 2, channel_dim=1)
+    torch.testing.assert_close(chroma(rgb), lab[:, 1:] / 100)
+    module = tiny_module(stage=0, train_parts=["lum_encoder"])
+    pixels = torch.rand(2, 3, 32, 32) * 2 - 1
+    with torch.no_grad():
+        base = reconstruction_loss(module.model, pixels)
+        weighted = reconstruction_loss(module.model, pixels, chroma_weight=2.0)
+        lum = module.model.encode_luminance(grey_input(pixels))
+        latents = module.model.vae.encode(pixels).latent_dist.mode() * module.model.vae.config.scaling_factor
+        recon = module.model.decode(latents, lum).float()
+    torch.testing.assert_close(weighted - base, 2.0 * (chroma(recon) - chroma(pixels)).abs().mean())
+    with pytest.raises(ValueError, match="chroma_weight must be >= 0"):
+        tiny_module(stage=0, chroma_weight=-1.0)
 
 
 def test_stage2_needs_cmpf_and_parts_must_exist() -> None:

@@ -8,13 +8,18 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 
-from ..color import to_grey
+from ..color import rgb_to_lab, to_grey
 from ..models.lc4 import LC4Model
 
 
 def grey_input(rgb: torch.Tensor) -> torch.Tensor:
     """Lab-L grey version of `(n, 3, h, w)` RGB in [-1, 1], still in [-1, 1] (the model's input)."""
     return to_grey((rgb.float() + 1) / 2) * 2 - 1
+
+
+def chroma(rgb: torch.Tensor) -> torch.Tensor:
+    """CIELAB (a, b) / 100 of `(n, 3, h, w)` RGB in [-1, 1] (differentiable; clamped into the gamut)."""
+    return rgb_to_lab(((rgb + 1) / 2).clamp(0, 1), channel_dim=1)[:, 1:] / 100
 
 
 def drop_captions(captions: Sequence[str], p: float, generator: torch.Generator | None = None) -> list[str]:
@@ -110,8 +115,12 @@ def latent_scale(model: LC4Model, batches, max_batches: int = 16) -> float:
 
 
 def reconstruction_loss(model: LC4Model, pixel_values: torch.Tensor, lpips=None, kl_weight: float = 1e-6,
-                        generator: torch.Generator | None = None) -> torch.Tensor:
+                        generator: torch.Generator | None = None, chroma_weight: float = 0.0) -> torch.Tensor:
     """Stage 0: D(E(x), skips(E^lum(grey(x)))) ≈ x; L1 (+ LPIPS when a LPIPS module is given).
+
+    `chroma_weight` adds that weight times the L1 of CIELAB (a, b) / 100: inference replaces the
+    output's lightness by the input's, so chroma is all the decoder has to get right, and small
+    hue errors cost little in RGB L1.
 
     With a trainable VAE (toy models trained from scratch) the encoder samples its posterior (from
     `generator`, so a resumed run draws the same samples) and a KL term weighted `kl_weight` (SD's
@@ -125,6 +134,8 @@ def reconstruction_loss(model: LC4Model, pixel_values: torch.Tensor, lpips=None,
     lum = model.encode_luminance(grey_input(rgb))
     recon = model.decode(latents, lum).float()
     loss = F.l1_loss(recon, rgb.float())
+    if chroma_weight:
+        loss = loss + chroma_weight * F.l1_loss(chroma(recon), chroma(rgb.float()))
     if lpips is not None:
         loss = loss + lpips(recon, rgb.float()).mean()
     if train_vae:

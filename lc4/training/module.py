@@ -4,6 +4,11 @@
 * stage 1 — UNet + TDA + lum injection, ε-MSE with CLIP text (10% empty-prompt dropout);
 * stage 2 — CMPF with the UNet frozen, ε-MSE.
 
+`use_cmpf: true` conditions stage 1 on CMPF's output too, so that `train_parts: [unet, cmpf]`
+trains both together (the demo model does: a random frozen CLIP binds words poorly, docs/decisions.md).
+`lr_schedule: cosine` decays the learning rate to `min_lr_ratio`·lr over `max_steps` after
+`warmup_steps` of linear warm-up; `chroma_weight` adds an L1 on Lab (a, b) to stage 0's loss.
+
 Which parts train is the config's `train_parts` (defaults per stage); everything else is frozen:
 eval mode, `requires_grad=False`, cast to the working dtype of mixed precision (an fp32 copy is
 kept on the host, so checkpoints and exports keep the frozen weights exactly). Randomness of a
@@ -17,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import time
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
@@ -32,6 +38,7 @@ from .losses import denoising_loss, latent_scale, reconstruction_loss
 
 log = logging.getLogger("lc4")
 
+LR_SCHEDULES = ("constant", "cosine")
 PARTS = ("vae", "lum_encoder", "unet", "text_encoder", "cmpf")
 STAGE_PARTS = {0: ["lum_encoder"], 1: ["unet"], 2: ["cmpf"]}
 # What each stage's loss never reaches ("" = the whole part): outputs it does not use, or that are
@@ -163,6 +170,11 @@ class LC4Module(pl.LightningModule):
         trust_checkpoint: bool = False,
         calibrate_text_encoder: int = 0,
         high_noise_fraction: float = 0.0,
+        use_cmpf: bool | None = None,
+        lr_schedule: str = "constant",
+        warmup_steps: int = 0,
+        min_lr_ratio: float = 0.1,
+        chroma_weight: float = 0.0,
     ):
         super().__init__()
         if stage not in STAGE_PARTS:
@@ -173,7 +185,16 @@ class LC4Module(pl.LightningModule):
             raise ValueError(f"caption_dropout must be in [0, 1], got {caption_dropout}")
         if ema_decay is not None and not 0.0 <= ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1) or null, got {ema_decay}")
+        if lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {lr_schedule!r}")
+        if warmup_steps < 0 or not 0.0 <= min_lr_ratio <= 1.0:
+            raise ValueError(f"need warmup_steps >= 0 and min_lr_ratio in [0, 1], got {warmup_steps}, {min_lr_ratio}")
+        if chroma_weight < 0:
+            raise ValueError(f"chroma_weight must be >= 0, got {chroma_weight}")
+        if use_cmpf and stage == 0:
+            raise ValueError("use_cmpf is for stages 1 and 2 (stage 0 trains the VAE side only)")
         self.save_hyperparameters()
+        self.use_cmpf = stage == 2 if use_cmpf is None else bool(use_cmpf)
         self.model = build_model(model, sd15, model_config, trust_checkpoint)
         if init_from:
             parts = load_weights_from(self.model, init_from, init_parts)
@@ -182,8 +203,9 @@ class LC4Module(pl.LightningModule):
         unknown = set(self.train_parts) - set(PARTS)
         if unknown:
             raise ValueError(f"unknown train_parts {sorted(unknown)}; parts are {', '.join(PARTS)}")
-        if stage == 2 and self.model.cmpf is None:
-            raise ValueError("stage 2 trains CMPF, but the model config has cmpf.enabled: false")
+        if self.use_cmpf and self.model.cmpf is None:
+            raise ValueError(f"stage {stage} {'trains' if stage == 2 else 'uses'} CMPF, but the model config has "
+                             "cmpf.enabled: false")
         absent = [p for p in self.train_parts if getattr(self.model, p) is None]
         if absent:
             raise ValueError(f"train_parts {absent} are not in this model (cmpf.enabled: false?)")
@@ -192,11 +214,13 @@ class LC4Module(pl.LightningModule):
             module = getattr(self.model, part)
             if module is not None:
                 module.requires_grad_(part in self.train_parts)
+        unreached = UNREACHED[2 if stage == 1 and self.use_cmpf else stage]  # stage 1 with CMPF reaches what 2 does
         for part in self.train_parts:
-            for sub in UNREACHED[stage].get(part, ()):
+            for sub in unreached.get(part, ()):
                 if not sub:
+                    hint = " (use_cmpf: true conditions stage 1 on CMPF)" if part == "cmpf" else ""
                     raise ValueError(f"train_parts: {part} gets no gradient in stage {stage} (the stage's loss "
-                                     "does not use it or computes it without gradients)")
+                                     f"does not use it or computes it without gradients){hint}")
                 getattr(self.model, part).get_submodule(sub).requires_grad_(False)
                 self.unreached.append(f"{part}.{sub}")
         if gradient_checkpointing and stage > 0:  # the UNet is in the graph in stages 1 and 2
@@ -330,12 +354,13 @@ class LC4Module(pl.LightningModule):
         pixels = batch["pixel_values"]
         if self.hparams.stage == 0:
             loss = reconstruction_loss(self.model, pixels, self._lpips_module(),
-                                       generator=self._step_generator(batch_idx))
+                                       generator=self._step_generator(batch_idx),
+                                       chroma_weight=self.hparams.chroma_weight)
         else:
             loss = denoising_loss(self.model, pixels, batch["caption"], self.noise_scheduler,
                                   caption_dropout=self.hparams.caption_dropout,
                                   generator=self._step_generator(batch_idx),
-                                  use_cmpf=self.hparams.stage == 2,  # stage 1: plain CLIP embeddings
+                                  use_cmpf=self.use_cmpf,  # stage 1: plain CLIP embeddings by default
                                   high_noise_fraction=self.hparams.high_noise_fraction)
         if not self._all_finite(loss):
             raise FloatingPointError(f"loss is not finite ({loss.item()}) at step {self.global_step}; "
@@ -357,17 +382,27 @@ class LC4Module(pl.LightningModule):
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         g = torch.Generator(device=self.device).manual_seed(self.hparams.seed + batch_idx)
         if self.hparams.stage == 0:
-            loss = reconstruction_loss(self.model, batch["pixel_values"], self._lpips_module())
+            loss = reconstruction_loss(self.model, batch["pixel_values"], self._lpips_module(),
+                                       chroma_weight=self.hparams.chroma_weight)
         else:
             loss = denoising_loss(self.model, batch["pixel_values"], batch["caption"], self.noise_scheduler,
-                                  caption_dropout=0.0, generator=g, use_cmpf=self.hparams.stage == 2)
+                                  caption_dropout=0.0, generator=g, use_cmpf=self.use_cmpf)
         self.log("val/loss", loss, prog_bar=True, sync_dist=True, batch_size=batch["pixel_values"].shape[0])
         return loss
 
     def configure_optimizers(self):
         params = [p for _, p in self.trainable_named_parameters()]
-        return torch.optim.AdamW(params, lr=self.hparams.lr, betas=tuple(self.hparams.betas),
-                                 weight_decay=self.hparams.weight_decay)
+        optimizer = torch.optim.AdamW(params, lr=self.hparams.lr, betas=tuple(self.hparams.betas),
+                                      weight_decay=self.hparams.weight_decay)
+        if self.hparams.lr_schedule == "constant" and not self.hparams.warmup_steps:
+            return optimizer
+        total = int(getattr(self._trainer, "max_steps", -1) or -1)
+        if self.hparams.lr_schedule == "cosine" and total <= 0:
+            raise ValueError("lr_schedule: cosine needs trainer.max_steps (the length of the decay)")
+        factor = lr_factor_schedule(self.hparams.lr_schedule, total, self.hparams.warmup_steps,
+                                    self.hparams.min_lr_ratio)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     # ------------------------------------------------------------ data errors
     def _train_dataset(self):
@@ -476,6 +511,21 @@ class LC4Module(pl.LightningModule):
         self.model.set_latent_scale(scale)
         print(f"VAE latent scaling_factor set to {scale:.5f} (1/std of the training latents)", flush=True)
         return scale
+
+
+def lr_factor_schedule(kind: str, total_steps: int, warmup_steps: int = 0, min_ratio: float = 0.1):
+    """step ↦ lr multiplier: linear warm-up over `warmup_steps`, then constant or a half cosine from 1
+    to `min_ratio` at `total_steps` (held there after)."""
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        if kind == "constant":
+            return 1.0
+        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return factor
 
 
 def train_parts_of(stage: int) -> Sequence[str]:

@@ -52,10 +52,11 @@ LABELS = {"full": "full (TDA, CMPF, CCF skip+distance)", "no_tda": "w/o TDA (fix
 def stage_config(stage: int, out: Path, steps: int, model_config: dict, init_from: str) -> Path:
     """configs/demo/stage{stage}.yaml writing under `out`, with the variant's model changes.
 
-    Stage 1 takes only the stage-0 parts (VAE, E^lum) and the frozen CLIP from `init_from`: the
-    variant's UNet has other layers (its random start is the demo's for the shared layers, seed 0).
+    Stage 1 takes only the stage-0 parts (VAE, E^lum) from `init_from`, as the demo's stage 1 does:
+    the frozen CLIP is the demo's (seed 0, then the same deterministic calibration), and the
+    variant's UNet has other layers (its random start is the demo's for the shared layers).
     """
-    parts = ["vae", "lum_encoder", "text_encoder"] if stage == 1 else None
+    parts = ["vae", "lum_encoder"] if stage == 1 else None
     return derive_stage_config(ROOT / f"configs/demo/stage{stage}.yaml", out, steps=steps,
                                model_config=model_config, init_from=init_from, init_parts=parts)
 

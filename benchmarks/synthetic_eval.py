@@ -6,6 +6,7 @@ long-range hue spread (`lc4.evaluation.synthetic`). Seeds start at 900 000, neve
 
     python benchmarks/synthetic_eval.py --model lc4/assets/demo-model --videos 24
     python benchmarks/synthetic_eval.py --model runs/demo_stage0/export --reconstruction
+    python benchmarks/synthetic_eval.py --videos 0 --strips docs/images/demo_model.png --strip-clips 4
 """
 
 from __future__ import annotations
@@ -36,22 +37,28 @@ def main() -> None:
     p.add_argument("--reconstruction", action="store_true",
                    help="only the VAE round trip's accuracy (the ceiling that stage 0 sets)")
     p.add_argument("--json", default=None)
+    p.add_argument("--strips", default=None, help="also write a PNG: grey | ours | truth for the first clips")
+    p.add_argument("--strip-clips", type=int, default=4)
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     pipe = LC4Pipeline.from_pretrained(args.model)
     t0 = time.time()
+    results: dict = {}
     if args.reconstruction:
-        results = {"reconstruction": reconstruction_scores(pipe.model, args.videos, args.frames, args.size)}
-    else:
+        results["reconstruction"] = reconstruction_scores(pipe.model, args.videos, args.frames, args.size)
+    elif args.videos > 0:
         colorize = pipeline_colorizer(pipe, steps=args.steps, guidance=args.guidance, seed=args.seed)
-        results = {"short": evaluate_synthetic(colorize, args.videos, num_frames=args.frames, size=args.size).as_dict()}
+        results["short"] = evaluate_synthetic(colorize, args.videos, num_frames=args.frames, size=args.size).as_dict()
         if args.long:
             for name, fusion in (("long_ccf", "bounded"), ("long_no_ccf", "none")):
                 colorize = pipeline_colorizer(pipe, steps=args.steps, guidance=args.guidance, seed=args.seed,
                                               fusion=fusion)
                 results[name] = evaluate_synthetic(colorize, args.videos, num_frames=args.long_frames,
                                                    size=args.size, long=True, swaps=False).as_dict()
+    if args.strips:
+        colorize = pipeline_colorizer(pipe, steps=args.steps, guidance=args.guidance, seed=args.seed)
+        write_strips(colorize, args.strips, args.strip_clips, args.frames, args.size)
     results["seconds"] = round(time.time() - t0, 1)
     for part in results.values():
         if isinstance(part, dict):
@@ -60,6 +67,23 @@ def main() -> None:
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(results, fh, indent=2)
+
+
+def write_strips(colorize, path: str, clips: int, frames: int, size: int) -> None:
+    """Held-out clips 0..clips-1, three rows each (grey, ours, ground truth), captions printed."""
+    from lc4.color import to_grey
+    from lc4.evaluation.synthetic import held_out_video
+    from lc4.strip import make_strip
+
+    videos, labels = [], []
+    for k in range(clips):
+        video = held_out_video(k, num_frames=frames, size=size)
+        grey = to_grey(video.rgb)
+        videos += [grey, colorize(grey, video.caption), video.rgb]
+        labels += [f"{k}: grey", f"{k}: ours", f"{k}: truth"]
+        print(f"clip {k}: {video.caption}")
+    make_strip(videos, labels, frames=min(frames, 6)).save(path)
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ Inference variants of the full model on long videos (T = --long-frames):
     python benchmarks/ablations.py --train            # train no_tda / no_cmpf, then measure
     python benchmarks/ablations.py --train no_tda --train-only   # one variant (run two at once)
     python benchmarks/ablations.py                    # measure already trained variants
+    python benchmarks/ablations.py --inference-only   # only the full model's CCF variants (no training)
 
 Writes runs/ablations/results.json, the table between the markers in docs/results.md and the
 picture docs/images/ablations.png (one long held-out clip, every variant).
@@ -139,12 +140,15 @@ def main() -> None:
     p.add_argument("--guidance", type=float, default=4.5)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--docs", default="docs/results.md")
+    p.add_argument("--inference-only", action="store_true",
+                   help="measure only the full model and its inference variants; print, write "
+                        "<out>/inference.json and docs/images/ccf_variants.png, leave the docs table alone")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     to_train = [] if args.train is None else (args.train or sorted(TRAINED))
     models = {"full": Path(args.full)}
-    for name in TRAINED:
+    for name in ([] if args.inference_only else TRAINED):
         models[name] = train_variant(name, args) if name in to_train else Path(args.out) / name / (
             "stage2" if TRAINED[name]["stage2"] else "stage1") / "export"
     if args.train_only:
@@ -175,15 +179,16 @@ def main() -> None:
                        "training_seeds": 1, "steps1": args.steps1, "steps2": args.steps2}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(results, indent=2))
+    (out / ("inference.json" if args.inference_only else "results.json")).write_text(json.dumps(results, indent=2))
     md = table(results, args)
     print(md)
-    write_docs(md, ROOT / args.docs)
+    if not args.inference_only:
+        write_docs(md, ROOT / args.docs)
     order = [v for v in ("full", "no_tda", "no_cmpf", "no_ccf", "sliding", "averaging") if v in strips]
     image = make_strip([grey, clip.rgb] + [strips[v] for v in order],
                        labels=["grey", "ground truth"] + [v.replace("_", " ") for v in order], frames=8, height=64)
     (ROOT / "docs/images").mkdir(parents=True, exist_ok=True)
-    image.save(ROOT / "docs/images/ablations.png")
+    image.save(ROOT / "docs/images" / ("ccf_variants.png" if args.inference_only else "ablations.png"))
     print(f"caption of the pictured clip: {clip.caption!r}")
 
 

@@ -447,6 +447,8 @@ def test_stage1_trains_cmpf_only_when_it_conditions_on_it() -> None:
         tiny_module(stage=1, use_cmpf=True, model_config={"cmpf": {"enabled": False}})
     with pytest.raises(ValueError, match="use_cmpf is for stages 1 and 2"):
         tiny_module(stage=0, use_cmpf=True)
+    with pytest.raises(ValueError, match="leave use_cmpf unset"):
+        tiny_module(stage=2, use_cmpf=False)
 
 
 def test_lr_schedule_factors_and_the_trainer_steps_them(tmp_path: Path) -> None:

@@ -5,7 +5,7 @@
 * stage 2 — CMPF with the UNet frozen, ε-MSE.
 
 `use_cmpf: true` conditions stage 1 on CMPF's output too, so that `train_parts: [unet, cmpf]`
-trains both together (the demo model does: a random frozen CLIP binds words poorly, docs/decisions.md).
+trains both together (an option; the demo keeps the paper's order, docs/decisions.md).
 `lr_schedule: cosine` decays the learning rate to `min_lr_ratio`·lr over `max_steps` after
 `warmup_steps` of linear warm-up; `chroma_weight` adds an L1 on Lab (a, b) to stage 0's loss.
 
@@ -193,6 +193,8 @@ class LC4Module(pl.LightningModule):
             raise ValueError(f"chroma_weight must be >= 0, got {chroma_weight}")
         if use_cmpf and stage == 0:
             raise ValueError("use_cmpf is for stages 1 and 2 (stage 0 trains the VAE side only)")
+        if use_cmpf is False and stage == 2:
+            raise ValueError("stage 2 trains CMPF, so it conditions on it: leave use_cmpf unset")
         self.save_hyperparameters()
         self.use_cmpf = stage == 2 if use_cmpf is None else bool(use_cmpf)
         self.model = build_model(model, sd15, model_config, trust_checkpoint)

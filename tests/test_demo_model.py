@@ -1,15 +1,13 @@
 """The shipped demo model (lc4/assets/demo-model): small, the CLI's default, and it follows the sentence."""
 
-from pathlib import Path
-
 import pytest
 
 from lc4.color import to_grey
+from lc4.colorize_cli import DEMO_MODEL as DEMO
 from lc4.data.synthetic import caption_with_colors
 from lc4.evaluation.synthetic import evaluate_synthetic, held_out_video, pipeline_colorizer
 from lc4.metrics import instance_color_accuracy
 
-DEMO = Path(__file__).resolve().parents[1] / "lc4" / "assets" / "demo-model"
 pytestmark = pytest.mark.skipif(not (DEMO / "model_index.json").is_file(), reason="no demo model is installed")
 #: held-out clip 0 (seed 900 000): one shape, "a video of a green circle in front of a plum background".
 #: The demo model does not yet bind colours to two shapes reliably (docs/results.md), so the fixed

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from lc4.colorize_cli import DEMO_MODEL as DEMO
 from lc4.data.datamodule import VideoDataModule
 from lc4.data.synthetic import BACKGROUND_PALETTE
 from lc4.evaluation.synthetic import evaluate_synthetic, pipeline_colorizer
@@ -18,14 +19,12 @@ from lc4.training.module import LC4Module
 from tests.test_training import quick_trainer
 
 ROOT = Path(__file__).resolve().parents[1]
-DEMO = ROOT / "lc4" / "assets" / "demo-model"
 STEPS = 500
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(not (DEMO / "model_index.json").is_file(), reason="no demo model is installed")
-def test_stage1_learns_to_read_the_background_colour_from_the_sentence(tmp_path: Path) -> None:
-    torch.set_num_threads(2)
+def test_stage1_learns_to_read_the_background_colour_from_the_sentence(tmp_path: Path, two_threads) -> None:
     module = LC4Module(stage=1, model=str(ROOT / "configs" / "model" / "demo.yaml"), init_from=str(DEMO),
                        init_parts=["vae", "lum_encoder"], calibrate_text_encoder=500, high_noise_fraction=0.5,
                        lr=1e-3, betas=(0.9, 0.999), weight_decay=0.0, caption_dropout=0.1, ema_decay=None)
@@ -37,6 +36,14 @@ def test_stage1_learns_to_read_the_background_colour_from_the_sentence(tmp_path:
     chance = 1 / len(BACKGROUND_PALETTE)
     assert untrained.background_accuracy < 2 * chance, untrained
     assert trained.background_accuracy >= 3 * chance, trained
+
+
+@pytest.fixture
+def two_threads():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
 
 
 def evaluate(module: LC4Module):

@@ -7,6 +7,7 @@ long-range hue spread (`lc4.evaluation.synthetic`). Seeds start at 900 000, neve
     python benchmarks/synthetic_eval.py --model lc4/assets/demo-model --videos 24
     python benchmarks/synthetic_eval.py --model runs/demo_stage0/export --reconstruction
     python benchmarks/synthetic_eval.py --videos 0 --strips docs/images/demo_model.png --strip-clips 4
+    python benchmarks/synthetic_eval.py --videos 0 --recolour 0,2,3,5,9,10   # which colour words it follows
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ def main() -> None:
     p.add_argument("--json", default=None)
     p.add_argument("--strips", default=None, help="also write a PNG: grey | ours | truth for the first clips")
     p.add_argument("--strip-clips", type=int, default=4)
+    p.add_argument("--recolour", default=None,
+                   help="comma-separated one-shape held-out clips: name each palette colour in turn, print the hit rate")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -59,6 +62,10 @@ def main() -> None:
     if args.strips:
         colorize = pipeline_colorizer(pipe, steps=args.steps, guidance=args.guidance, seed=args.seed)
         write_strips(colorize, args.strips, args.strip_clips, args.frames, args.size)
+    if args.recolour:
+        colorize = pipeline_colorizer(pipe, steps=args.steps, guidance=args.guidance, seed=args.seed)
+        results["recolour"] = recolour_table(colorize, [int(k) for k in args.recolour.split(",")], args.frames,
+                                             args.size)
     results["seconds"] = round(time.time() - t0, 1)
     for part in results.values():
         if isinstance(part, dict):
@@ -84,6 +91,27 @@ def write_strips(colorize, path: str, clips: int, frames: int, size: int) -> Non
         print(f"clip {k}: {video.caption}")
     make_strip(videos, labels, frames=min(frames, 6)).save(path)
     print(f"wrote {path}")
+
+
+def recolour_table(colorize, clips: list[int], frames: int, size: int) -> dict[str, dict[str, float]]:
+    """Per one-shape clip: the shape's colour word replaced by each palette colour; the fraction of
+    frames painted in the named colour (clips with more than one shape are skipped)."""
+    from lc4.color import to_grey
+    from lc4.data.synthetic import SHAPE_PALETTE, caption_with_colors
+    from lc4.evaluation.synthetic import held_out_video
+    from lc4.metrics import instance_color_accuracy
+
+    table = {}
+    for k in clips:
+        video = held_out_video(k, num_frames=frames, size=size)
+        if video.num_instances != 1:
+            print(f"clip {k}: {video.num_instances} shapes, skipped")
+            continue
+        grey = to_grey(video.rgb)
+        table[f"{k}: {video.caption}"] = {
+            c.name: round(instance_color_accuracy(colorize(grey, caption_with_colors(video, [c.name])), video.masks,
+                                                  [c.name]), 2) for c in SHAPE_PALETTE}
+    return table
 
 
 if __name__ == "__main__":

@@ -154,6 +154,47 @@ def test_ablation_stage_configs_keep_the_budget_and_change_only_the_variant(tmp_
     assert exports == [str(tmp_path / "v" / "export")]
 
 
+def test_ablation_seeds_change_the_seed_and_other_seeds_live_apart(tmp_path):
+    import argparse
+
+    import yaml
+
+    ab = load_ablations()
+    cfg = yaml.safe_load(ab.stage_config(2, tmp_path / "v", 5, None, "s1", seed=3).read_text())
+    assert cfg["seed_everything"] == 3 and "init_parts" not in cfg["model"]
+    args = argparse.Namespace(out=str(tmp_path / "abl"), full="demo", stage1="demo1")
+    assert ab.model_folder("full", 0, args) == Path("demo") and ab.full_stage1(0, args) == Path("demo1")
+    assert ab.model_folder("no_tda", 0, args) == tmp_path / "abl/no_tda/stage2/export"
+    assert ab.model_folder("no_cmpf", 2, args) == tmp_path / "abl/seed2/no_cmpf/stage1/export"
+    assert ab.full_stage1(2, args) == tmp_path / "abl/seed2/full/stage1/export"
+
+
+def test_ablation_table_pools_training_seeds():
+    import argparse
+
+    ab = load_ablations()
+
+    def run(acc, followed, count):
+        short = {"instance_accuracy": acc, "instance_accuracy_std": 0.3, "background_accuracy": 0.9,
+                 "swap_followed": followed, "swap_count": count, "cdc_x1000": 50.0, "psnr": 28.0}
+        long = {"instance_accuracy": acc, "instance_accuracy_std": 0.1, "cdc_x1000": 100.0, "hue_spread_deg": 40.0}
+        return {"short": short, "long": long}
+
+    args = argparse.Namespace(long_frames=128)
+    two = ab.table({"full": [run(0.4, 0.5, 4), run(0.6, 0.25, 4)]}, args).splitlines()[-1]
+    assert "| 2 |" in two and "0.50 ± 0.10" in two and "0.38 (3/8)" in two  # seed spread, pooled swaps
+    one = ab.table({"no_tda": [run(0.4, 0.5, 4)]}, args).splitlines()[-1]
+    assert "| 1 |" in one and "0.40 ± 0.30" in one  # one seed: the spread over videos
+
+
+def test_training_seed_draws_the_random_start(tmp_path):
+    from lc4.training.module import build_model
+
+    a, b = build_model("tiny", seed=0), build_model("tiny", seed=1)
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), build_model("tiny").state_dict().values()))
+    assert not all(torch.equal(x, y) for x, y in zip(a.unet.state_dict().values(), b.unet.state_dict().values()))
+
+
 def test_init_from_a_folder_carries_the_latent_scale_and_init_parts_limits_the_copy(tmp_path):
     from lc4.training.module import load_weights_from
 

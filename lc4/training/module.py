@@ -54,8 +54,13 @@ UNREACHED: dict[int, dict[str, tuple[str, ...]]] = {
 
 
 def build_model(model: str = "tiny", sd15: str | None = None, model_config: dict | None = None,
-                trust_checkpoint: bool = False) -> LC4Model:
-    """`model`: 'tiny' | 'sd15' | a model YAML | an L-C4 folder; `sd15`: SD1.5 weights to start from."""
+                trust_checkpoint: bool = False, seed: int = 0) -> LC4Model:
+    """`model`: 'tiny' | 'sd15' | a model YAML | an L-C4 folder; `sd15`: SD1.5 weights to start from.
+
+    A model built from a config starts from random weights drawn with `seed` (the run's
+    `seed_everything`), so training seeds differ in their initialisation too, not only in the
+    data order and noise.
+    """
     path = Path(model)
     if path.is_dir():
         return LC4Model.from_pretrained(path)
@@ -70,7 +75,7 @@ def build_model(model: str = "tiny", sd15: str | None = None, model_config: dict
     else:
         raise ValueError(f"model must be 'tiny', 'sd15', a model config file or an L-C4 folder; got {model!r}")
     if sd15 is None:
-        return LC4Model.from_config(config, seed=0)
+        return LC4Model.from_config(config, seed=seed)
     src = Path(sd15)
     if src.is_file():
         return LC4Model.from_single_file(src, config, trust_pickle=trust_checkpoint)
@@ -197,7 +202,7 @@ class LC4Module(pl.LightningModule):
             raise ValueError("stage 2 trains CMPF, so it conditions on it: leave use_cmpf unset")
         self.save_hyperparameters()
         self.use_cmpf = stage == 2 if use_cmpf is None else bool(use_cmpf)
-        self.model = build_model(model, sd15, model_config, trust_checkpoint)
+        self.model = build_model(model, sd15, model_config, trust_checkpoint, seed)
         if init_from:
             parts = load_weights_from(self.model, init_from, init_parts)
             print(f"initialised {', '.join(parts)} from {init_from}", flush=True)

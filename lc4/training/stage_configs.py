@@ -23,11 +23,13 @@ def derive_stage_config(
     init_from: str | None = None,
     init_parts: Sequence[str] | None = None,
     data: dict[str, Any] | None = None,
+    seed: int | None = None,
 ) -> Path:
     """Write `<out>/<base name>` from `base` with every output (logs, export) under `out`.
 
     `model_config` changes the model (e.g. `{"temporal": {"kind": "temporal_attention"}}`),
-    `init_from`/`init_parts` where its weights start, `data` overrides data settings.
+    `init_from`/`init_parts` where its weights start, `data` overrides data settings, `seed`
+    replaces `seed_everything` (random start, data order and noise of another training seed).
     """
     cfg = yaml.safe_load(Path(base).read_text())
     out = Path(out)
@@ -40,6 +42,8 @@ def derive_stage_config(
         model["init_parts"] = list(init_parts)
     if data:
         cfg.setdefault("data", {}).update(data)
+    if seed is not None:
+        cfg["seed_everything"] = int(seed)
     trainer["max_steps"] = int(steps)
     trainer["default_root_dir"] = str(out)
     logger = trainer.get("logger")

@@ -123,6 +123,16 @@ def across_seeds(runs: list[dict], part: str, key: str, digits: int = 2) -> str:
     return fmt(values[0], std, digits)
 
 
+def by_shape_count_cell(runs: list[dict]) -> str:
+    """Accuracy on one-shape / two-shape short videos, mean over seeds (binding shows in the second)."""
+    cells = []
+    for n in ("1", "2"):
+        values = [r["short"].get("accuracy_by_shape_count", {}).get(n) for r in runs if r.get("short")]
+        values = [v for v in values if v is not None]
+        cells.append(fmt(float(np.mean(values))) if values else "—")
+    return " / ".join(cells)
+
+
 def swaps_cell(runs: list[dict]) -> str:
     pairs = [(r["short"]["swap_followed"], r["short"]["swap_count"]) for r in runs
              if r.get("short") and r["short"]["swap_followed"] is not None]
@@ -135,9 +145,10 @@ def swaps_cell(runs: list[dict]) -> str:
 
 def table(results: dict, args: argparse.Namespace) -> str:
     """The markdown table of docs/results.md: one row per variant, pooled over its training seeds."""
-    rows = ["| variant | seeds | accuracy (short) | background acc. | swaps followed | CDC ×1000 (short) | "
-            f"PSNR dB (short) | accuracy (T={args.long_frames}) | CDC ×1000 (long) | hue spread ° (long) |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    rows = ["| variant | seeds | accuracy (short) | 1 / 2 shapes | background acc. | swaps followed | "
+            f"CDC ×1000 (short) | PSNR dB (short) | accuracy (T={args.long_frames}) | CDC ×1000 (long) | "
+            "hue spread ° (long) |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name in ORDER:
         runs = results.get(name)
         if not runs:
@@ -146,6 +157,7 @@ def table(results: dict, args: argparse.Namespace) -> str:
         rows.append(" | ".join([
             f"| {LABELS[name]}", str(len(runs)),
             across_seeds(runs, "short", "instance_accuracy") if short else "(same models as full)",
+            by_shape_count_cell(runs) if short else "—",
             across_seeds(runs, "short", "background_accuracy"), swaps_cell(runs),
             across_seeds(runs, "short", "cdc_x1000", 1), across_seeds(runs, "short", "psnr", 1),
             across_seeds(runs, "long", "instance_accuracy"), across_seeds(runs, "long", "cdc_x1000", 1),

@@ -95,6 +95,7 @@ def test_scorer_gives_the_oracle_full_marks_and_grey_nothing():
     perfect = evaluate_synthetic(oracle, 6)
     assert perfect.instance_accuracy == 1.0 and perfect.swap_count >= 1 and perfect.swap_followed == 1.0
     assert perfect.psnr > 40 and perfect.hue_spread_deg < 5 and perfect.background_accuracy == 1.0
+    assert perfect.accuracy_by_shape_count == {"1": 1.0, "2": 1.0}
     flat = evaluate_synthetic(grey, 6)
     assert flat.instance_accuracy <= 0.35 and flat.swap_followed == 0.0 and flat.background_accuracy <= 0.35
 
@@ -112,6 +113,20 @@ def test_scorer_catches_a_model_that_ignores_the_sentence():
     scores = evaluate_synthetic(lambda grey, caption: ignores[caption], 6)
     assert scores.instance_accuracy == 1.0 and scores.swap_followed == 0.0
     assert set(originals) <= set(ignores)
+
+
+def test_accuracy_is_split_by_shape_count():
+    """A colorizer right on one-shape videos and grey on two-shape ones: 1.0 and (near) chance."""
+    oracle, grey = oracle_and_grey(6)
+    counts = {held_out_video(k).caption: held_out_video(k).num_instances for k in range(6)}
+
+    def one_shape_only(frames, caption):
+        return oracle(frames, caption) if counts.get(caption) == 1 else grey(frames, caption)
+
+    scores = evaluate_synthetic(one_shape_only, 6, swaps=False)
+    assert scores.accuracy_by_shape_count["1"] == 1.0 and scores.accuracy_by_shape_count["2"] <= 0.35
+    pooled = [scores.accuracy_by_shape_count[k] for k in ("1", "2")]
+    assert min(pooled) < scores.instance_accuracy < max(pooled)
 
 
 def test_reconstruction_scores_of_an_untrained_vae_are_poor():
@@ -176,13 +191,15 @@ def test_ablation_table_pools_training_seeds():
 
     def run(acc, followed, count):
         short = {"instance_accuracy": acc, "instance_accuracy_std": 0.3, "background_accuracy": 0.9,
-                 "swap_followed": followed, "swap_count": count, "cdc_x1000": 50.0, "psnr": 28.0}
+                 "swap_followed": followed, "swap_count": count, "cdc_x1000": 50.0, "psnr": 28.0,
+                 "accuracy_by_shape_count": {"1": acc + 0.2, "2": acc - 0.2}}
         long = {"instance_accuracy": acc, "instance_accuracy_std": 0.1, "cdc_x1000": 100.0, "hue_spread_deg": 40.0}
         return {"short": short, "long": long}
 
     args = argparse.Namespace(long_frames=128)
     two = ab.table({"full": [run(0.4, 0.5, 4), run(0.6, 0.25, 4)]}, args).splitlines()[-1]
     assert "| 2 |" in two and "0.50 ± 0.10" in two and "0.38 (3/8)" in two  # seed spread, pooled swaps
+    assert "| 0.70 / 0.30 |" in two
     one = ab.table({"no_tda": [run(0.4, 0.5, 4)]}, args).splitlines()[-1]
     assert "| 1 |" in one and "0.40 ± 0.30" in one  # one seed: the spread over videos
 

@@ -39,6 +39,9 @@ class SyntheticScores:
     psnr: float
     hue_spread_deg: float
     per_video_accuracy: list[float] = field(default_factory=list)
+    # pooled accuracy of the videos with 1, 2, ... shapes (keys are strings, as in JSON): binding
+    # two colour words to two shapes is harder than painting one shape as named
+    accuracy_by_shape_count: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -72,12 +75,13 @@ def evaluate_synthetic(
     two colours exchanged must give *each* of the two shapes the other's colour on at least half
     of its scored frames.
     """
-    details, background, followed, cdcs, psnrs, spreads = [], [], [], [], [], []
+    details, background, followed, cdcs, psnrs, spreads, counts = [], [], [], [], [], [], []
     for k in range(first, first + videos):
         video = held_out_video(k, num_frames, size, num_shapes, long)
         grey = to_grey(video.rgb)
         pred = colorize(grey, video.caption)
         details.append(instance_color_accuracy(pred, video.masks, video.instance_colors, return_details=True))
+        counts.append(video.num_instances)
         background.append(background_accuracy(pred, video))
         cdcs.append(cdc(pred, scale=1000))
         psnrs.append(psnr(pred, video.rgb))
@@ -100,6 +104,8 @@ def evaluate_synthetic(
         psnr=float(np.mean(psnrs)),
         hue_spread_deg=float(np.nanmean(spreads)) if not np.all(np.isnan(spreads)) else float("nan"),
         per_video_accuracy=per_video,
+        accuracy_by_shape_count={str(n): _pool([d for d, c in zip(details, counts) if c == n])[0]
+                                 for n in sorted(set(counts))},
     )
 
 

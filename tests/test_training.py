@@ -494,6 +494,30 @@ def test_chroma_weight_adds_the_lab_ab_l1() -> None:
         tiny_module(stage=0, chroma_weight=-1.0)
 
 
+LATENT_HEAD_ONLY = ["lum_encoder.encoder.conv_in", "lum_encoder.encoder.down_blocks", "lum_encoder.encoder.mid_block"]
+
+
+def test_frozen_modules_train_only_the_latent_head_of_e_lum(tmp_path: Path) -> None:
+    """Stage 1 with E^lum's latent head trained: the rest of E^lum (its decoder skips' input) stays put."""
+    module = tiny_module(stage=1, train_parts=["unet", "lum_encoder"], frozen_modules=LATENT_HEAD_ONLY)
+    trained = {n.split(".", 1)[1] for n, _ in module.trainable_named_parameters() if n.startswith("lum_encoder.")}
+    assert trained and all(n.startswith(("encoder.conv_norm_out.", "encoder.conv_out.")) for n in trained)
+    assert "frozen_modules" in module.parameter_report()
+    before = {k: v.clone() for k, v in module.model.lum_encoder.state_dict().items()}
+    quick_trainer(tmp_path, 2).fit(module, datamodule=synthetic_dm())
+    after = module.model.lum_encoder.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith(("encoder.conv_norm_out.", "encoder.conv_out.")) for k in changed)
+
+
+@pytest.mark.parametrize("names,match", [(["unet"], "not part.submodule"), (["cmpf.blocks"], "not part.submodule"),
+                                         (["lum_encoder.encoder.nope"], "has no submodule 'encoder.nope'"),
+                                         (["lum_encoder.encoder", "lum_encoder.skip_convs"], "nothing of lum_encoder")])
+def test_frozen_modules_must_name_a_submodule_of_a_trained_part(names: list[str], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        tiny_module(stage=1, train_parts=["unet", "lum_encoder"], frozen_modules=names)
+
+
 def test_stage2_needs_cmpf_and_parts_must_exist() -> None:
     with pytest.raises(ValueError, match="cmpf.enabled: false"):
         tiny_module(stage=2, model_config={"cmpf": {"enabled": False}})

@@ -76,6 +76,10 @@ class LuminanceEncoder(ModelMixin, ConfigMixin):
         dec_in = [dec[-1]] + [list(reversed(dec))[j - 1] for j in range(1, n)]
         enc_at = [enc[-1]] + [enc[n - 1 - j] for j in range(1, n)]
         self.skip_convs = nn.ModuleList(zero_module(nn.Conv2d(c_in, c_out, 1)) for c_in, c_out in zip(enc_at, dec_in))
+        # the mid-block's attention leaves a channels-last tensor; torch's CPU GroupNorm backward
+        # crashes on one that needs no gradient itself (latent head trained, body frozen), so the
+        # latent head gets a contiguous copy (small: the coarsest scale)
+        self.encoder.conv_norm_out.register_forward_pre_hook(lambda _m, args: (args[0].contiguous(),))
         self._taps: list[nn.Module] = [self.encoder.mid_block] + [
             self.encoder.down_blocks[n - 1 - j].resnets[-1] for j in range(1, n)
         ]

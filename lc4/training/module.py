@@ -8,6 +8,8 @@
 trains both together (an option; the demo keeps the paper's order, docs/decisions.md).
 `lr_schedule: cosine` decays the learning rate to `min_lr_ratio`·lr over `max_steps` after
 `warmup_steps` of linear warm-up; `chroma_weight` adds an L1 on Lab (a, b) to stage 0's loss.
+`frozen_modules` keeps named submodules of trained parts frozen (e.g. stage 1 training only
+E^lum's latent head: `lum_encoder.encoder.down_blocks`, `.conv_in`, `.mid_block` frozen).
 
 Which parts train is the config's `train_parts` (defaults per stage); everything else is frozen:
 eval mode, `requires_grad=False`, cast to the working dtype of mixed precision (an fp32 copy is
@@ -180,6 +182,7 @@ class LC4Module(pl.LightningModule):
         warmup_steps: int = 0,
         min_lr_ratio: float = 0.1,
         chroma_weight: float = 0.0,
+        frozen_modules: list[str] | None = None,
     ):
         super().__init__()
         if stage not in STAGE_PARTS:
@@ -230,6 +233,19 @@ class LC4Module(pl.LightningModule):
                                      f"does not use it or computes it without gradients){hint}")
                 getattr(self.model, part).get_submodule(sub).requires_grad_(False)
                 self.unreached.append(f"{part}.{sub}")
+        self.frozen_modules = list(frozen_modules or ())
+        for dotted in self.frozen_modules:
+            part, _, sub = dotted.partition(".")
+            if part not in self.train_parts or not sub:
+                raise ValueError(f"frozen_modules: {dotted!r} is not part.submodule of a trained part "
+                                 f"({', '.join(self.train_parts)})")
+            try:
+                getattr(self.model, part).get_submodule(sub).requires_grad_(False)
+            except AttributeError:
+                raise ValueError(f"frozen_modules: {part} has no submodule {sub!r}") from None
+        idle = [p for p in self.train_parts if not any(w.requires_grad for w in getattr(self.model, p).parameters())]
+        if idle:
+            raise ValueError(f"frozen_modules leave nothing of {', '.join(idle)} to train")
         if gradient_checkpointing and stage > 0:  # the UNet is in the graph in stages 1 and 2
             self.model.unet.enable_gradient_checkpointing()
         self.noise_scheduler = self.model.noise_scheduler("DDPMScheduler")
@@ -262,6 +278,8 @@ class LC4Module(pl.LightningModule):
         lines.append(f"  {'total':<13} trainable {total[0]:>13,}   frozen {total[1]:>13,}")
         if self.unreached:
             lines.append(f"  kept frozen (this stage's loss does not reach them): {', '.join(self.unreached)}")
+        if self.frozen_modules:
+            lines.append(f"  kept frozen (frozen_modules): {', '.join(self.frozen_modules)}")
         return "\n".join(lines)
 
     @property

@@ -494,6 +494,24 @@ def test_chroma_weight_adds_the_lab_ab_l1() -> None:
         tiny_module(stage=0, chroma_weight=-1.0)
 
 
+def test_posterior_logvar_init_starts_a_near_deterministic_vae() -> None:
+    """The encoder's log-variance head outputs the set constant, the mean head is untouched, and
+    a sample then sits within a few std of the mean (at diffusers' default the std is about 1)."""
+    default = tiny_module(stage=0, train_parts=["vae", "lum_encoder"])
+    module = tiny_module(stage=0, train_parts=["vae", "lum_encoder"], posterior_logvar_init=-6.0)
+    pixels = torch.rand(2, 3, 32, 32) * 2 - 1
+    with torch.no_grad():
+        dist = module.model.vae.encode(pixels).latent_dist
+        ref = default.model.vae.encode(pixels).latent_dist
+    torch.testing.assert_close(dist.logvar, torch.full_like(dist.logvar, -6.0))
+    torch.testing.assert_close(dist.mean, ref.mean)  # same seed, same mean head
+    assert ref.std.mean() > 0.5 and dist.std.max() < 0.06
+    noise = dist.sample(torch.Generator().manual_seed(0)) - dist.mean
+    assert noise.abs().max() < 6 * 0.05
+    with pytest.raises(ValueError, match="add vae to train_parts"):
+        tiny_module(stage=0, posterior_logvar_init=-6.0)
+
+
 LATENT_HEAD_ONLY = ["lum_encoder.encoder.conv_in", "lum_encoder.encoder.down_blocks", "lum_encoder.encoder.mid_block"]
 
 

@@ -10,6 +10,9 @@ trains both together (an option; the demo keeps the paper's order, docs/decision
 `warmup_steps` of linear warm-up; `chroma_weight` adds an L1 on Lab (a, b) to stage 0's loss.
 `frozen_modules` keeps named submodules of trained parts frozen (e.g. stage 1 training only
 E^lum's latent head: `lum_encoder.encoder.down_blocks`, `.conv_in`, `.mid_block` frozen).
+`posterior_logvar_init` starts a VAE trained here with a near-deterministic posterior
+(`init_posterior_logvar`): at the default log-variance 0 its sampling noise (std 1) drowns the
+small shapes' chroma, and SD's KL weight is far too small to shrink it within a short run.
 
 Which parts train is the config's `train_parts` (defaults per stage); everything else is frozen:
 eval mode, `requires_grad=False`, cast to the working dtype of mixed precision (an fp32 copy is
@@ -125,6 +128,21 @@ def load_weights_from(model: LC4Model, source: str, parts: Sequence[str] | None 
     return sorted({k.split(".")[0] for k in state})
 
 
+def init_posterior_logvar(vae, logvar: float) -> None:
+    """Make the encoder's log-variance head output the constant `logvar` (std = exp(logvar / 2)).
+
+    The head is the second half of the channels of the VAE's last encoder conv (`quant_conv`, or
+    `encoder.conv_out` without one; diffusers' `DiagonalGaussian` layout); its weights are zeroed
+    and its bias set, so training starts from a posterior whose noise does not hide the colours
+    and moves it only as far as the KL term asks.
+    """
+    conv = vae.quant_conv if getattr(vae, "quant_conv", None) is not None else vae.encoder.conv_out
+    half = conv.out_channels // 2
+    with torch.no_grad():
+        conv.weight[half:].zero_()
+        conv.bias[half:].fill_(float(logvar))
+
+
 @contextlib.contextmanager
 def weights_swapped_in(model: nn.Module, weights: Mapping[str, torch.Tensor]) -> Iterator[nn.Module]:
     """Temporarily load `weights` (a partial, model-relative state dict) into `model`; restore on exit."""
@@ -183,6 +201,7 @@ class LC4Module(pl.LightningModule):
         min_lr_ratio: float = 0.1,
         chroma_weight: float = 0.0,
         frozen_modules: list[str] | None = None,
+        posterior_logvar_init: float | None = None,
     ):
         super().__init__()
         if stage not in STAGE_PARTS:
@@ -199,6 +218,8 @@ class LC4Module(pl.LightningModule):
             raise ValueError(f"need warmup_steps >= 0 and min_lr_ratio in [0, 1], got {warmup_steps}, {min_lr_ratio}")
         if chroma_weight < 0:
             raise ValueError(f"chroma_weight must be >= 0, got {chroma_weight}")
+        if posterior_logvar_init is not None and "vae" not in (train_parts or STAGE_PARTS[stage]):
+            raise ValueError("posterior_logvar_init re-initialises the VAE's posterior: add vae to train_parts")
         if use_cmpf and stage == 0:
             raise ValueError("use_cmpf is for stages 1 and 2 (stage 0 trains the VAE side only)")
         if use_cmpf is False and stage == 2:
@@ -210,6 +231,8 @@ class LC4Module(pl.LightningModule):
             parts = load_weights_from(self.model, init_from, init_parts)
             print(f"initialised {', '.join(parts)} from {init_from}", flush=True)
         self.train_parts = list(train_parts or STAGE_PARTS[stage])
+        if posterior_logvar_init is not None:
+            init_posterior_logvar(self.model.vae, posterior_logvar_init)
         unknown = set(self.train_parts) - set(PARTS)
         if unknown:
             raise ValueError(f"unknown train_parts {sorted(unknown)}; parts are {', '.join(PARTS)}")

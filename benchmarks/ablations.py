@@ -4,7 +4,7 @@ Trained variants, each with the demo model's stage-1/2 budget and its stage-0 VA
 seed (--seeds; the seed draws the random start, the data order and the noise):
   full      — TDA + CMPF; seed 0 is the demo model (scripts/train_demo.sh)
   no_tda    — fixed-location temporal attention instead of TDA (stages 1 and 2)
-  no_cmpf   — no CMPF: the seed's full stage-1 UNet trained on for the stage-2 step count
+  no_cmpf   — no CMPF: stage 1 alone, for the stage-1 + stage-2 step count (its own lr schedule)
 Inference variants of the first seed's full model on long videos (T = --long-frames):
   no_ccf    — clip by clip          sliding — sliding instead of skip windows
   averaging — direct averaging of overlapping clips instead of distance weighting
@@ -39,10 +39,10 @@ TRAINED = {
     # seed 0 of the full model is the demo model (scripts/train_demo.sh); other seeds are trained here
     "full": {"model_config": None, "stage2": True},
     "no_tda": {"model_config": {"temporal": {"kind": "temporal_attention"}}, "stage2": True},
-    # stage 1 never uses CMPF, so the first --steps1 steps would repeat the full model's stage 1 bit
-    # for bit: w/o CMPF continues that seed's full stage-1 UNet for --steps2 stage-1 steps instead
-    # of stage 2
-    "no_cmpf": {"model_config": {"cmpf": {"enabled": False}}, "stage2": False, "continues_demo_stage1": True},
+    # the same optimizer-step budget as full (steps1 + steps2), all of it stage 1, with its own lr
+    # schedule over that length (an earlier driver continued full's stage 1 with the schedule
+    # restarted at its peak rate, which mostly measured the restart: docs/results.md)
+    "no_cmpf": {"model_config": {"cmpf": {"enabled": False}}, "stage2": False, "stage1_takes_stage2_steps": True},
 }
 INFERENCE = {  # name: pipeline options (applied to the full model)
     "full": {},
@@ -75,11 +75,6 @@ def variant_dir(name: str, seed: int, args: argparse.Namespace) -> Path:
     return Path(args.out) / name if seed == 0 else Path(args.out) / f"seed{seed}" / name
 
 
-def full_stage1(seed: int, args: argparse.Namespace) -> Path:
-    """The full model's stage-1 export of this seed (w/o CMPF continues it)."""
-    return Path(args.stage1) if seed == 0 else variant_dir("full", seed, args) / "stage1" / "export"
-
-
 def model_folder(name: str, seed: int, args: argparse.Namespace) -> Path:
     """The exported model of one trained variant and seed."""
     if name == "full" and seed == 0:
@@ -87,17 +82,19 @@ def model_folder(name: str, seed: int, args: argparse.Namespace) -> Path:
     return variant_dir(name, seed, args) / ("stage2" if TRAINED[name]["stage2"] else "stage1") / "export"
 
 
+def variant_stage1_config(name: str, seed: int, args: argparse.Namespace) -> Path:
+    """The stage-1 config of one variant and seed, from the shared stage-0 parts."""
+    spec = TRAINED[name]
+    steps = args.steps1 + (args.steps2 if spec.get("stage1_takes_stage2_steps") else 0)
+    return stage_config(1, variant_dir(name, seed, args) / "stage1", steps, spec["model_config"], args.stage0, seed)
+
+
 def train_variant(name: str, seed: int, args: argparse.Namespace) -> Path:
     """Train one variant and seed through train.py; returns its exported model folder."""
     if name == "full" and seed == 0:
         return Path(args.full)  # the demo model itself
     spec, base = TRAINED[name], variant_dir(name, seed, args)
-    if spec.get("continues_demo_stage1"):  # same optimizer-step budget: steps1 (shared) + steps2
-        cfg1 = derive_stage_config(ROOT / "configs/demo/stage1.yaml", base / "stage1", steps=args.steps2,
-                                   model_config=spec["model_config"], init_from=str(full_stage1(seed, args)),
-                                   seed=seed)
-    else:
-        cfg1 = stage_config(1, base / "stage1", args.steps1, spec["model_config"], args.stage0, seed)
+    cfg1 = variant_stage1_config(name, seed, args)
     subprocess.run([sys.executable, str(ROOT / "train.py"), "fit", "--config", str(cfg1)], check=True, cwd=ROOT)
     if spec["stage2"]:
         cfg2 = stage_config(2, base / "stage2", args.steps2, spec["model_config"], str(base / "stage1" / "export"),
@@ -234,7 +231,6 @@ def main() -> None:
     p.add_argument("--no-report", action="store_true", help="measure (and cache) only; no table or picture")
     p.add_argument("--full", default="lc4/assets/demo-model")
     p.add_argument("--stage0", default="runs/demo_stage0/export", help="the shared stage-0 VAE/E^lum export")
-    p.add_argument("--stage1", default="runs/demo_stage1/export", help="the demo's stage-1 export (for no_cmpf)")
     p.add_argument("--steps1", type=int, default=2500, help="stage-1 steps (as the demo model's)")
     p.add_argument("--steps2", type=int, default=500, help="stage-2 steps (as the demo model's)")
     p.add_argument("--out", default="runs/ablations")
@@ -257,7 +253,7 @@ def main() -> None:
     models = {}
     for seed in args.seeds:
         for name in names:
-            if name in to_train:  # no_cmpf needs the full stage 1 of its seed: TRAINED lists full first
+            if name in to_train:
                 train_variant(name, seed, args)
             models[name, seed] = model_folder(name, seed, args)
     if args.train_only:

@@ -177,11 +177,16 @@ def test_ablation_seeds_change_the_seed_and_other_seeds_live_apart(tmp_path):
     ab = load_ablations()
     cfg = yaml.safe_load(ab.stage_config(2, tmp_path / "v", 5, None, "s1", seed=3).read_text())
     assert cfg["seed_everything"] == 3 and "init_parts" not in cfg["model"]
-    args = argparse.Namespace(out=str(tmp_path / "abl"), full="demo", stage1="demo1")
-    assert ab.model_folder("full", 0, args) == Path("demo") and ab.full_stage1(0, args) == Path("demo1")
+    args = argparse.Namespace(out=str(tmp_path / "abl"), full="demo", stage0="s0", steps1=30, steps2=7)
+    assert ab.model_folder("full", 0, args) == Path("demo")
     assert ab.model_folder("no_tda", 0, args) == tmp_path / "abl/no_tda/stage2/export"
     assert ab.model_folder("no_cmpf", 2, args) == tmp_path / "abl/seed2/no_cmpf/stage1/export"
-    assert ab.full_stage1(2, args) == tmp_path / "abl/seed2/full/stage1/export"
+    # w/o CMPF: the same optimizer-step budget, all of it stage 1 from the stage-0 parts, one schedule
+    no_cmpf = yaml.safe_load(ab.variant_stage1_config("no_cmpf", 2, args).read_text())
+    assert no_cmpf["trainer"]["max_steps"] == 37 and no_cmpf["model"]["init_from"] == "s0"
+    assert no_cmpf["model"]["model_config"] == {"cmpf": {"enabled": False}} and no_cmpf["seed_everything"] == 2
+    no_tda = yaml.safe_load(ab.variant_stage1_config("no_tda", 0, args).read_text())
+    assert no_tda["trainer"]["max_steps"] == 30
 
 
 def test_ablation_table_pools_training_seeds():

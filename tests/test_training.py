@@ -137,9 +137,10 @@ def reference_run(tmp_path_factory) -> Path:
 # --------------------------------------------------------------------------- configs and seeds
 
 
-@pytest.mark.parametrize("name", sorted(p.name for p in CONFIGS.glob("*.yaml")))
+@pytest.mark.parametrize("name", sorted(str(p.relative_to(ROOT / "configs"))
+                                         for d in ("train", "demo") for p in (ROOT / "configs" / d).glob("*.yaml")))
 def test_shipped_configs_parse(name: str, capsys) -> None:
-    assert main(["fit", "--config", str(CONFIGS / name), "--print_config"]) == 0
+    assert main(["fit", "--config", str(ROOT / "configs" / name), "--print_config"]) == 0
     printed = yaml.safe_load(capsys.readouterr().out)
     stage = int(name.split("stage")[1][0])
     assert printed["model"]["stage"] == stage

@@ -136,11 +136,31 @@ def test_reconstruction_scores_of_an_untrained_vae_are_poor():
 
 
 # ----------------------------------------------------------- ablation report
-def load_ablations():
-    spec = importlib.util.spec_from_file_location("ablations", ROOT / "benchmarks/ablations.py")
+def load_benchmark(name: str = "ablations"):
+    spec = importlib.util.spec_from_file_location(name, ROOT / f"benchmarks/{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def load_ablations():
+    return load_benchmark("ablations")
+
+
+def test_text_binding_probe_finds_the_words_and_separates_only_what_is_there():
+    probe = load_benchmark("text_binding_probe")
+    data = probe.two_shape_captions(3, seed=1)
+    assert all(len(set(shapes)) == 2 and all(f"{c} {s}" in cap for s, c in zip(shapes, colours))
+               for shapes, colours, cap in data)
+    offsets = [(0, 0), (0, 1), (2, 5), (6, 8), (8, 12), (0, 0)]  # "a red hexa|gon": sub-tokens 3, 4
+    assert probe.last_token_of(offsets, 6, 12) == 4 and probe.last_token_of(offsets, 2, 5) == 2
+    with pytest.raises(ValueError, match="no token"):
+        probe.last_token_of(offsets, 13, 20)
+    gen = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 4, (400,), generator=gen)
+    informative = torch.nn.functional.one_hot(y, 4).float() * 3 + torch.randn(400, 4, generator=gen)
+    assert probe.probe_accuracy(informative, y) > 0.9
+    assert probe.probe_accuracy(torch.randn(400, 4, generator=gen), y) < 0.45  # chance is 0.25
 
 
 def test_ablation_report_replaces_only_its_block(tmp_path):

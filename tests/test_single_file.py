@@ -518,5 +518,7 @@ def test_full_sd15_round_trip(tmp_path):
     parts = (loaded.unet, loaded.vae, loaded.text_encoder)
     for want, part in zip(expected, parts):
         assert _fingerprints(part) == want
+    # the weights are bit-identical (fingerprints above); the outputs of two separate forwards of
+    # the full-size nets may differ in the last bits when oneDNN picks another blocking under load
     for before, after in zip(reference, _full_outputs(*parts)):
-        assert torch.equal(before, after)
+        torch.testing.assert_close(after, before, rtol=1e-5, atol=1e-5)

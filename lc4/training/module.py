@@ -11,8 +11,8 @@ trains both together (an option; the demo keeps the paper's order, docs/decision
 `frozen_modules` keeps named submodules of trained parts frozen (e.g. stage 1 training only
 E^lum's latent head: `lum_encoder.encoder.down_blocks`, `.conv_in`, `.mid_block` frozen).
 `posterior_logvar_init` starts a VAE trained here with a near-deterministic posterior
-(`init_posterior_logvar`): at the default log-variance 0 its sampling noise (std 1) drowns the
-small shapes' chroma, and SD's KL weight is far too small to shrink it within a short run.
+(`init_posterior_logvar`) instead of diffusers' std of about 1, which SD's KL weight shrinks only
+slowly; on the demo's stage 0 it did not lift the round trip (docs/decisions.md), so it is off.
 
 Which parts train is the config's `train_parts` (defaults per stage); everything else is frozen:
 eval mode, `requires_grad=False`, cast to the working dtype of mixed precision (an fp32 copy is
@@ -133,8 +133,8 @@ def init_posterior_logvar(vae, logvar: float) -> None:
 
     The head is the second half of the channels of the VAE's last encoder conv (`quant_conv`, or
     `encoder.conv_out` without one; diffusers' `DiagonalGaussian` layout); its weights are zeroed
-    and its bias set, so training starts from a posterior whose noise does not hide the colours
-    and moves it only as far as the KL term asks.
+    and its bias set, so training starts from that posterior and moves it only as far as the KL
+    term asks.
     """
     conv = vae.quant_conv if getattr(vae, "quant_conv", None) is not None else vae.encoder.conv_out
     half = conv.out_channels // 2

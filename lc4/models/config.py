@@ -53,6 +53,9 @@ class LC4Config:
     num_frames: int = 8  # N^f
     resolution: int = 256
     tokenizer: str | None = None  # path of a CLIP tokenizer folder; None = CLIP BPE from open_clip
+    # a pretrained text encoder referenced, not stored (folder, hub id or "pkg:<package>/<folder>",
+    # lc4.models.text_reference); None = a CLIP text model built from `text` and saved with the model
+    text_pretrained: str | None = None
 
     @classmethod
     def sd15(cls, **overrides: Any) -> "LC4Config":
@@ -94,19 +97,11 @@ class LC4Config:
 
     @classmethod
     def from_file(cls, path: str | Path) -> "LC4Config":
-        """Load a YAML or JSON model config."""
+        """Load a YAML or JSON model config; its `base:` may also be another model file (relative path)."""
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"model config not found: {path}")
-        if path.suffix in (".yaml", ".yml"):
-            import yaml
-
-            data = yaml.safe_load(path.read_text()) or {}
-        else:
-            data = json.loads(path.read_text())
-        if "base" not in data and "unet" in data and "vae" in data:
-            data = {"base": "sd15", **data}  # a saved, fully spelled-out config
-        return cls.from_dict(data)
+        return cls.from_dict(_read_config_file(path))
 
     def to_dict(self) -> dict[str, Any]:
         """Fully spelled-out mapping (round-trips through `from_dict`)."""
@@ -131,3 +126,29 @@ class LC4Config:
             raise ValueError(f"resolution {self.resolution} is not a multiple of the VAE factor {factor}")
         if self.text["hidden_size"] % self.cmpf.heads:
             raise ValueError(f"CMPF heads={self.cmpf.heads} do not divide text width {self.text['hidden_size']}")
+
+
+def _read_config_file(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """The mapping of one model file, with a file `base:` (e.g. `base: demo.yaml`) merged under it."""
+    if path.resolve() in seen:
+        raise ValueError(f"model config {path}: its base files form a cycle")
+    if path.suffix in (".yaml", ".yml"):
+        import yaml
+
+        data = yaml.safe_load(path.read_text()) or {}
+    else:
+        data = json.loads(path.read_text())
+    if "base" not in data and "unet" in data and "vae" in data:
+        data = {"base": "sd15", **data}  # a saved, fully spelled-out config
+    base = data.get("base")
+    if isinstance(base, str) and base.endswith((".yaml", ".yml", ".json")):
+        base_path = path.parent / base
+        if not base_path.is_file():
+            raise FileNotFoundError(f"model config {path}: base file {base_path} does not exist")
+        merged = _read_config_file(base_path, (*seen, path.resolve()))
+        for key, value in data.items():
+            if key == "base":
+                continue
+            merged[key] = {**merged[key], **value} if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
+        data = merged
+    return data

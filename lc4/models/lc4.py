@@ -5,7 +5,9 @@ On disk (`save_pretrained`) a model is a folder in the diffusers pipeline layout
     model_index.json   lc4_config.json
     vae/  lum_encoder/  unet/  cmpf/  text_encoder/  tokenizer/  scheduler/
 
-each part in its library's own format (safetensors + config). Builders:
+each part in its library's own format (safetensors + config); a model whose config references a
+pretrained text encoder (`text_pretrained`, `lc4.models.text_reference`) has no `text_encoder/`
+or `tokenizer/`. Builders:
 
 * `from_config(LC4Config)` — random weights (tests, CPU experiments, training from scratch);
 * `from_sd15(folder_or_hub_id)` — a diffusers SD1.5 folder; new parts at their zero initialisation,
@@ -109,9 +111,12 @@ class LC4Model(nn.Module):
                 torch.manual_seed(seed)
             vae = AutoencoderKL(**config.vae)
             unet = UNet2DConditionModel(**config.unet)
-            text_encoder = CLIPTextModel(CLIPTextConfig(**config.text))
+            if config.text_pretrained is None:
+                text_encoder, tokenizer = CLIPTextModel(CLIPTextConfig(**config.text)), None
+            else:
+                text_encoder, tokenizer = _referenced_text(config)
             lum, lc4_unet, cmpf = cls._new_parts(config, vae, unet, config.text["hidden_size"])
-        tokenizer = load_clip_tokenizer(config.tokenizer)
+        tokenizer = tokenizer or load_clip_tokenizer(config.tokenizer)
         return cls(config, vae, lum, lc4_unet, text_encoder, tokenizer, cmpf)
 
     @classmethod
@@ -155,6 +160,7 @@ class LC4Model(nn.Module):
         config = copy.deepcopy(config or LC4Config.sd15())
         config.vae, config.unet = dict(vae.config), dict(unet.config)
         config.text = {k: v for k, v in text_encoder.config.to_dict().items() if k in LC4Config().text}
+        config.text_pretrained = None  # SD1.5's own CLIP, stored with the model
         config.scheduler = {k: v for k, v in scheduler.items() if not k.startswith("_")}
         config.validate()
         lum, lc4_unet, cmpf = cls._new_parts(config, vae, unet, text_encoder.config.hidden_size)
@@ -176,10 +182,15 @@ class LC4Model(nn.Module):
         vae = AutoencoderKL.from_pretrained(root, subfolder="vae", **kw)
         lum = LuminanceEncoder.from_pretrained(root, subfolder="lum_encoder", **kw)
         unet = LC4UNet.from_pretrained(root, subfolder="unet", **kw)
-        # like the diffusers parts, fp32 unless asked (transformers 5 would keep a half-precision file's dtype)
-        text_encoder = CLIPTextModel.from_pretrained(root, subfolder="text_encoder",
-                                                     **(kw or {"torch_dtype": torch.float32}))
-        tokenizer = load_clip_tokenizer(root / "tokenizer")
+        if config.text_pretrained is not None:
+            text_encoder, tokenizer = _referenced_text(config)
+            if torch_dtype is not None:
+                text_encoder.to(torch_dtype)
+        else:
+            # like the diffusers parts, fp32 unless asked (transformers 5 would keep a half-precision file's dtype)
+            text_encoder = CLIPTextModel.from_pretrained(root, subfolder="text_encoder",
+                                                         **(kw or {"torch_dtype": torch.float32}))
+            tokenizer = load_clip_tokenizer(root / "tokenizer")
         cmpf = CrossModalityPreFusion.from_pretrained(root, subfolder="cmpf", **kw) if (root / "cmpf").is_dir() else None
         return cls(config, vae, lum, unet, text_encoder, tokenizer, cmpf)
 
@@ -201,17 +212,19 @@ class LC4Model(nn.Module):
             self.unet.save_pretrained(tmp / "unet")
             if self.cmpf is not None:
                 self.cmpf.save_pretrained(tmp / "cmpf")
-            text_encoder = self.text_encoder
-            if text_encoder_dtype is not None and text_encoder_dtype != text_encoder.dtype:
-                text_encoder = copy.deepcopy(text_encoder).to(text_encoder_dtype)
-            text_encoder.save_pretrained(tmp / "text_encoder", safe_serialization=True)
-            self.tokenizer.save_pretrained(tmp / "tokenizer")
+            parts = ["vae", "lum_encoder", "unet", "cmpf", "scheduler"]
+            if self.config.text_pretrained is None:  # a referenced encoder stays where it is
+                text_encoder = self.text_encoder
+                if text_encoder_dtype is not None and text_encoder_dtype != text_encoder.dtype:
+                    text_encoder = copy.deepcopy(text_encoder).to(text_encoder_dtype)
+                text_encoder.save_pretrained(tmp / "text_encoder", safe_serialization=True)
+                self.tokenizer.save_pretrained(tmp / "tokenizer")
+                parts[4:4] = ["text_encoder", "tokenizer"]
             (tmp / "scheduler").mkdir()
             sched = {"_class_name": "DDIMScheduler", **self.config.scheduler}
             (tmp / "scheduler" / "scheduler_config.json").write_text(json.dumps(sched, indent=2))
             (tmp / CONFIG_NAME).write_text(json.dumps(self.config.to_dict(), indent=2))
-            index = {"_class_name": "LC4Model", "_lc4_version": _version(),
-                     "parts": ["vae", "lum_encoder", "unet", "cmpf", "text_encoder", "tokenizer", "scheduler"]}
+            index = {"_class_name": "LC4Model", "_lc4_version": _version(), "parts": parts}
             (tmp / MODEL_INDEX).write_text(json.dumps(index, indent=2))
             if final.exists():
                 backup = final.with_name(f".{final.name}.old")
@@ -299,6 +312,16 @@ class LC4Model(nn.Module):
             "text_encoder": count(self.text_encoder),
             "cmpf": count(self.cmpf),
         }
+
+
+def _referenced_text(config: LC4Config):
+    """Load `config.text_pretrained`; its width becomes `config.text["hidden_size"]` (checked against the UNet)."""
+    from .text_reference import load_text_reference, text_width
+
+    encoder, tokenizer = load_text_reference(config.text_pretrained)
+    config.text["hidden_size"] = text_width(encoder)
+    config.validate()
+    return encoder, tokenizer
 
 
 def _version() -> str:

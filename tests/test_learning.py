@@ -281,3 +281,49 @@ def test_text_probe_predicts_clean_latents_of_the_clip_shape():
     a = module.one_step_x0(model, grey, "a red circle on a navy background")
     b = module.one_step_x0(model, grey, "a red circle on a navy background")
     assert a.shape == (2, 4, 16, 16) and torch.isfinite(a).all() and torch.equal(a, b)  # seeded noise
+
+
+# ----------------------------------------------------------- shape-weighted loss
+def test_weighted_mse_is_the_plain_mean_under_uniform_weights_and_checks_shapes():
+    from lc4.training.losses import weighted_mse
+
+    g = torch.Generator().manual_seed(0)
+    pred, target = torch.randn(3, 4, 5, 5, generator=g), torch.randn(3, 4, 5, 5, generator=g)
+    torch.testing.assert_close(weighted_mse(pred, target, torch.full((3, 1, 5, 5), 2.5)),
+                               torch.nn.functional.mse_loss(pred, target))
+    w = torch.zeros(3, 1, 5, 5)
+    w[1, :, 2, 3] = 1.0  # all the weight on one pixel: its error over the channels
+    torch.testing.assert_close(weighted_mse(pred, target, w), ((pred - target)[1, :, 2, 3] ** 2).mean())
+    with pytest.raises(ValueError, match="does not match"):
+        weighted_mse(pred, target, torch.ones(3, 1, 4, 4))
+
+
+def test_shape_weighted_denoising_loss_weights_the_shapes_pixels():
+    """Weight 1 (or no mask) is the paper's loss; weight w is Σ w·e / Σ w with the mask area-pooled
+    to the latent grid, checked against the per-pixel errors of the same draw."""
+    from lc4.data.synthetic import SyntheticVideoDataset
+
+    model = LC4Model.from_config(demo_config(), seed=0)
+    sched = model.noise_scheduler("DDPMScheduler")
+    ds = SyntheticVideoDataset(2, num_frames=2, size=32, num_shapes=(2, 2), with_masks=True)
+    items = [ds[i] for i in range(2)]
+    pixels = torch.stack([it["pixel_values"] for it in items])
+    mask = torch.stack([it["shape_mask"] for it in items])
+    assert mask.shape == (2, 2, 32, 32) and 0 < float(mask.mean()) < 0.5
+    assert torch.equal(mask[0].bool(), torch.from_numpy(ds.video(0).masks.any(axis=1)))
+    assert "shape_mask" not in SyntheticVideoDataset(1, num_frames=2, size=32)[0]
+
+    def loss(**kw):
+        return denoising_loss(model, pixels, [it["caption"] for it in items], sched, caption_dropout=0.0,
+                              generator=torch.Generator().manual_seed(3), **kw)
+
+    with torch.no_grad():
+        plain, same = loss(), loss(shape_mask=mask, shape_weight=1.0)
+        weighted = loss(shape_mask=mask, shape_weight=9.0)
+        on_shapes = loss(shape_mask=mask, shape_weight=1e6)  # ≈ the error on the shapes alone
+        flat = loss(shape_mask=torch.ones_like(mask), shape_weight=9.0)
+    assert torch.equal(plain, same)
+    torch.testing.assert_close(flat, plain)
+    assert not torch.allclose(weighted, plain)
+    # the weighted loss lies between the background-dominated mean and the shapes' own error
+    assert min(plain, on_shapes) < weighted < max(plain, on_shapes)

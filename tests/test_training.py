@@ -804,3 +804,18 @@ def test_gradient_checkpointing_in_stage2_recomputes_the_frozen_unet_with_equal_
         calls.append(count[0])
     assert calls == [1, 2]  # the block ran again during backward
     assert_same_tensors(grads[1], grads[0], atol=1e-6)
+
+
+def test_shape_loss_weight_needs_masks_and_trains_on_them(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="shape_loss_weight must be >= 1"):
+        tiny_module(stage=1, shape_loss_weight=0.5)
+    with pytest.raises(ValueError, match="not stage 0"):
+        tiny_module(stage=0, shape_loss_weight=4.0)
+    module = tiny_module(stage=1, shape_loss_weight=4.0, ema_decay=None)
+    with pytest.raises(ValueError, match="with_masks: true"):
+        quick_trainer(tmp_path, 1).fit(module, synthetic_dm(videos=2))
+    dm = VideoDataModule(synthetic={"num_videos": 4, "num_shapes": [1, 2], "with_masks": True}, num_frames=2,
+                         resolution=32, batch_size=2, num_workers=0)
+    before = {n: p.detach().clone() for n, p in module.trainable_named_parameters()}
+    quick_trainer(tmp_path, 2).fit(module, dm)
+    assert any(not torch.equal(before[n], p) for n, p in module.trainable_named_parameters())

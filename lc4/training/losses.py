@@ -41,6 +41,8 @@ def denoising_loss(
     generator: torch.Generator | None = None,
     use_cmpf: bool = True,
     high_noise_fraction: float = 0.0,
+    shape_mask: torch.Tensor | None = None,
+    shape_weight: float = 1.0,
 ) -> torch.Tensor:
     """Eq. 9: ‖ε − ε_θ(z_t, t, y^tex, y^lum)‖² for clips `(b, f, 3, h, w)` in [-1, 1].
 
@@ -48,6 +50,9 @@ def denoising_loss(
     `use_cmpf=False` conditions on plain CLIP embeddings (stage 1). A scheduler configured with
     `prediction_type: v_prediction` trains the v-target instead (same network, same sampler).
     `high_noise_fraction` of the clips draw their timestep from the noisiest 30% (`sample_timesteps`).
+    `shape_mask` `(b, f, h, w)` in [0, 1] with `shape_weight` > 1 weights the error on those pixels
+    that much more (`weighted_mse`): the objects whose colours the sentence names are a small part
+    of a frame, so the plain mean spends most of its gradient on the background.
     """
     b, f = pixel_values.shape[:2]
     rgb = rearrange(pixel_values, "b f c h w -> (b f) c h w")
@@ -61,7 +66,23 @@ def denoising_loss(
                          latents.device).repeat_interleave(f)
     noisy = noise_scheduler.add_noise(latents, noise, t)
     pred = model.predict_noise(noisy, t, y_tex, lum, f)
-    return F.mse_loss(pred.float(), prediction_target(noise_scheduler, latents, noise, t))
+    target = prediction_target(noise_scheduler, latents, noise, t)
+    if shape_mask is None or shape_weight == 1.0:
+        return F.mse_loss(pred.float(), target)
+    mask = rearrange(shape_mask.to(latents.device, torch.float32), "b f h w -> (b f) 1 h w")
+    return weighted_mse(pred.float(), target, 1 + (shape_weight - 1) * F.interpolate(mask, latents.shape[-2:], mode="area"))
+
+
+def weighted_mse(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Σ w·(pred − target)² / Σ w over `(n, c, h, w)` errors and `(n, 1, h, w)` weights ≥ 0.
+
+    Normalised by the weights, so a uniform weight gives exactly `F.mse_loss` and the loss keeps
+    its scale (and the learning rate its meaning) whatever the weighting.
+    """
+    if weight.shape[-2:] != pred.shape[-2:] or weight.shape[0] != pred.shape[0]:
+        raise ValueError(f"weight {tuple(weight.shape)} does not match the errors {tuple(pred.shape)}")
+    w = weight.expand_as(pred)
+    return (w * (pred - target) ** 2).sum() / w.sum().clamp_min(1e-12)
 
 
 def sample_timesteps(n: int, num_train_timesteps: int, high_noise_fraction: float = 0.0,

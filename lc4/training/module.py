@@ -202,6 +202,7 @@ class LC4Module(pl.LightningModule):
         chroma_weight: float = 0.0,
         frozen_modules: list[str] | None = None,
         posterior_logvar_init: float | None = None,
+        shape_loss_weight: float = 1.0,
     ):
         super().__init__()
         if stage not in STAGE_PARTS:
@@ -216,6 +217,10 @@ class LC4Module(pl.LightningModule):
             raise ValueError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {lr_schedule!r}")
         if warmup_steps < 0 or not 0.0 <= min_lr_ratio <= 1.0:
             raise ValueError(f"need warmup_steps >= 0 and min_lr_ratio in [0, 1], got {warmup_steps}, {min_lr_ratio}")
+        if shape_loss_weight < 1:
+            raise ValueError(f"shape_loss_weight must be >= 1 (1 = the plain mean), got {shape_loss_weight}")
+        if shape_loss_weight != 1 and stage == 0:
+            raise ValueError("shape_loss_weight weights the denoising loss of stages 1 and 2, not stage 0")
         if chroma_weight < 0:
             raise ValueError(f"chroma_weight must be >= 0, got {chroma_weight}")
         if posterior_logvar_init is not None and "vae" not in (train_parts or STAGE_PARTS[stage]):
@@ -412,7 +417,8 @@ class LC4Module(pl.LightningModule):
                                   caption_dropout=self.hparams.caption_dropout,
                                   generator=self._step_generator(batch_idx),
                                   use_cmpf=self.use_cmpf,  # stage 1: plain CLIP embeddings by default
-                                  high_noise_fraction=self.hparams.high_noise_fraction)
+                                  high_noise_fraction=self.hparams.high_noise_fraction,
+                                  **self._shape_weighting(batch))
         if not self._all_finite(loss):
             raise FloatingPointError(f"loss is not finite ({loss.item()}) at step {self.global_step}; "
                                      "lower the learning rate or use bf16 instead of 16-mixed")
@@ -429,6 +435,16 @@ class LC4Module(pl.LightningModule):
             with open(self.log_dir / f"indices_rank{self.global_rank}.txt", "a") as fh:
                 fh.write(f"{self.global_step} " + " ".join(str(int(i)) for i in batch["index"]) + "\n")
         return loss
+
+    def _shape_weighting(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """The shape-weighted loss's arguments, or none when `shape_loss_weight` is 1."""
+        weight = self.hparams.shape_loss_weight
+        if weight == 1:
+            return {}
+        if "shape_mask" not in batch:
+            raise ValueError("shape_loss_weight needs the batches' shape masks: train on the synthetic set "
+                             "with `synthetic: {with_masks: true}`")
+        return {"shape_mask": batch["shape_mask"], "shape_weight": weight}
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         g = torch.Generator(device=self.device).manual_seed(self.hparams.seed + batch_idx)

@@ -2,7 +2,9 @@
 
 Item ``k`` is ``generate_video(seed_offset + k, ...)``, returned in the same dictionary format
 as the manifest datasets: ``{"pixel_values": (F, 3, H, W) float32 in [-1, 1] RGB,
-"caption": str, "index": int}``. Masks and colours for evaluation come from :meth:`SyntheticVideoDataset.video`.
+"caption": str, "index": int}``, plus ``"shape_mask"`` ``(F, H, W)`` float32 (1 on any shape's
+visible pixels) with ``with_masks=True``, for a shape-weighted training loss. Per-instance masks
+and colours for evaluation come from :meth:`SyntheticVideoDataset.video`.
 Disjoint ``seed_offset`` ranges give disjoint train / validation / test splits.
 """
 
@@ -40,6 +42,7 @@ class SyntheticVideoDataset(Dataset):
         long: bool = False,
         palette: Palette = SHAPE_PALETTE,
         background_palette: Palette = BACKGROUND_PALETTE,
+        with_masks: bool = False,
     ) -> None:
         if isinstance(num_videos, bool) or not isinstance(num_videos, (int, np.integer)) or num_videos < 1:
             raise ValueError(f"num_videos must be a positive integer, got {num_videos!r}")
@@ -53,6 +56,7 @@ class SyntheticVideoDataset(Dataset):
         self.long = long
         self.palette = palette
         self.background_palette = background_palette
+        self.with_masks = bool(with_masks)
         # Validate the remaining arguments now (one cheap frame), not in a loader worker later.
         generate_video(self.seed_offset, 1, size, num_shapes, palette, long, background_palette=background_palette)
 
@@ -79,4 +83,7 @@ class SyntheticVideoDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         v = self.video(index)
-        return {"pixel_values": to_pixel_values(v.rgb), "caption": v.caption, "index": int(index)}
+        item = {"pixel_values": to_pixel_values(v.rgb), "caption": v.caption, "index": int(index)}
+        if self.with_masks:
+            item["shape_mask"] = torch.from_numpy(v.masks.any(axis=1).astype(np.float32))
+        return item

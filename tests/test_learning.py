@@ -327,3 +327,53 @@ def test_shape_weighted_denoising_loss_weights_the_shapes_pixels():
     assert not torch.allclose(weighted, plain)
     # the weighted loss lies between the background-dominated mean and the shapes' own error
     assert min(plain, on_shapes) < weighted < max(plain, on_shapes)
+
+
+# ------------------------------------------------------------------ colour twins
+def test_colour_twins_keep_the_grey_clip_and_change_only_the_named_colours():
+    from lc4.data.synthetic import SyntheticVideoDataset, twin_colors
+
+    ds = SyntheticVideoDataset(12, num_frames=2, size=32, num_shapes=(1, 2), twins=True)
+    kinds = set()
+    for i in range(len(ds)):
+        v, t, item = ds.video(i), ds.twin(i), ds[i]
+        assert np.array_equal(v.grey, t.grey) and np.array_equal(v.masks, t.masks)  # isoluminant palette
+        assert t.shapes == v.shapes and t.background_color == v.background_color
+        if v.num_instances == 2:
+            assert t.instance_colors == v.instance_colors[::-1]
+        else:
+            assert t.instance_colors != v.instance_colors
+        assert twin_colors(v) == t.instance_colors  # deterministic
+        assert item["twin_caption"] == t.caption != item["caption"]
+        assert torch.equal(item["twin_pixel_values"], torch.from_numpy(t.rgb).permute(0, 3, 1, 2).float() / 127.5 - 1)
+        kinds.add(v.num_instances)
+    assert kinds == {1, 2}
+    assert "twin_caption" not in SyntheticVideoDataset(1, num_frames=2, size=32)[0]
+
+
+def test_paired_loss_gives_twins_the_same_noise_timestep_and_dropout(monkeypatch):
+    model = LC4Model.from_config(demo_config(), seed=0)
+    sched = model.noise_scheduler("DDPMScheduler")
+    seen = {}
+    add_noise = sched.add_noise
+
+    def spy(latents, noise, t):
+        seen["noise"], seen["t"] = noise, t
+        return add_noise(latents, noise, t)
+
+    monkeypatch.setattr(sched, "add_noise", spy)
+    pixels = torch.rand(4, 2, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    captions = ["a red star on a navy background"] * 2 + ["a blue star on a navy background"] * 2
+    with torch.no_grad():
+        denoising_loss(model, pixels, captions, sched, generator=torch.Generator().manual_seed(1), paired=True)
+    n = seen["noise"]
+    assert torch.equal(n[:4], n[4:]) and torch.equal(seen["t"][:4], seen["t"][4:])
+    with torch.no_grad():
+        denoising_loss(model, pixels, captions, sched, generator=torch.Generator().manual_seed(1))
+    assert not torch.equal(seen["noise"][:4], seen["noise"][4:])
+    from lc4.training.losses import drop_captions
+    for seed in range(20):  # a pair is dropped together or kept together
+        out = drop_captions(captions, 0.5, torch.Generator().manual_seed(seed), paired=True)
+        assert [c == "" for c in out[:2]] == [c == "" for c in out[2:]]
+    with pytest.raises(ValueError, match="even number"):
+        denoising_loss(model, pixels[:3], captions[:3], sched, paired=True)

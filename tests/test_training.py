@@ -819,3 +819,31 @@ def test_shape_loss_weight_needs_masks_and_trains_on_them(tmp_path: Path) -> Non
     before = {n: p.detach().clone() for n, p in module.trainable_named_parameters()}
     quick_trainer(tmp_path, 2).fit(module, dm)
     assert any(not torch.equal(before[n], p) for n, p in module.trainable_named_parameters())
+
+
+def test_twin_batches_train_as_pairs(tmp_path: Path) -> None:
+    from lc4.training.module import with_twins
+
+    batch = {"pixel_values": torch.zeros(2, 2, 3, 8, 8), "caption": ["a", "b"], "shape_mask": torch.ones(2, 2, 8, 8),
+             "twin_pixel_values": torch.ones(2, 2, 3, 8, 8), "twin_caption": ["c", "d"], "index": torch.arange(2)}
+    out = with_twins(batch)
+    assert out["pixel_values"].shape[0] == 4 and out["caption"] == ["a", "b", "c", "d"]
+    assert torch.equal(out["pixel_values"][2:], batch["twin_pixel_values"]) and out["shape_mask"].shape[0] == 4
+    plain = {k: v for k, v in batch.items() if not k.startswith("twin")}
+    assert with_twins(plain) is plain
+    module = tiny_module(stage=1, ema_decay=None)
+    dm = VideoDataModule(synthetic={"num_videos": 4, "num_shapes": [1, 2], "twins": True}, num_frames=2,
+                         resolution=32, batch_size=2, num_workers=0)
+    before = {n: p.detach().clone() for n, p in module.trainable_named_parameters()}
+    quick_trainer(tmp_path, 2).fit(module, dm)
+    assert any(not torch.equal(before[n], p) for n, p in module.trainable_named_parameters())
+
+
+def test_grounding_loss_weight_is_checked_and_needs_masks(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="grounding_loss_weight must be >= 0"):
+        tiny_module(stage=1, grounding_loss_weight=-1.0)
+    with pytest.raises(ValueError, match="stages 1 and 2"):
+        tiny_module(stage=0, grounding_loss_weight=0.1)
+    module = tiny_module(stage=1, grounding_loss_weight=0.1, ema_decay=None)
+    with pytest.raises(ValueError, match="grounding_loss_weight needs the batches' shape masks"):
+        quick_trainer(tmp_path, 1).fit(module, synthetic_dm(videos=2))

@@ -10,6 +10,7 @@ from einops import rearrange
 
 from ..color import rgb_to_lab, to_grey
 from ..models.lc4 import LC4Model
+from .grounding import grounding_loss, instance_token_indicator, recorded_cross_attention
 
 
 def grey_input(rgb: torch.Tensor) -> torch.Tensor:
@@ -22,12 +23,19 @@ def chroma(rgb: torch.Tensor) -> torch.Tensor:
     return rgb_to_lab(((rgb + 1) / 2).clamp(0, 1), channel_dim=1)[:, 1:] / 100
 
 
-def drop_captions(captions: Sequence[str], p: float, generator: torch.Generator | None = None) -> list[str]:
-    """Replace each caption by "" with probability p (classifier-free guidance training)."""
+def drop_captions(captions: Sequence[str], p: float, generator: torch.Generator | None = None,
+                  paired: bool = False) -> list[str]:
+    """Replace each caption by "" with probability p (classifier-free guidance training).
+
+    `paired`: the second half of the list are the first half's twins and share their draws, so a
+    pair is either contrasted on its two captions or both unconditioned.
+    """
     if p <= 0:
         return list(captions)
     device = generator.device if generator is not None else None  # a CUDA generator draws on CUDA
-    keep = torch.rand(len(captions), generator=generator, device=device) >= p
+    keep = torch.rand(len(captions) // 2 if paired else len(captions), generator=generator, device=device) >= p
+    if paired:
+        keep = keep.repeat(2)
     return [c if k else "" for c, k in zip(captions, keep.tolist())]
 
 
@@ -43,6 +51,10 @@ def denoising_loss(
     high_noise_fraction: float = 0.0,
     shape_mask: torch.Tensor | None = None,
     shape_weight: float = 1.0,
+    paired: bool = False,
+    instance_masks: torch.Tensor | None = None,
+    instance_words: Sequence[str] | None = None,
+    grounding_weight: float = 0.0,
 ) -> torch.Tensor:
     """Eq. 9: ‖ε − ε_θ(z_t, t, y^tex, y^lum)‖² for clips `(b, f, 3, h, w)` in [-1, 1].
 
@@ -53,24 +65,48 @@ def denoising_loss(
     `shape_mask` `(b, f, h, w)` in [0, 1] with `shape_weight` > 1 weights the error on those pixels
     that much more (`weighted_mse`): the objects whose colours the sentence names are a small part
     of a frame, so the plain mean spends most of its gradient on the background.
+    `paired`: the second half of the batch are the first half's colour twins (same grey clips, other
+    captions and colours) and share their noise, timestep and caption dropout, so the pair's two
+    losses differ only through what the sentence says.
+    `grounding_weight` > 0 adds that weight times `grounding.grounding_loss` (not part of L-C4): with
+    `instance_masks` `(b, f, n, h, w)` and `instance_words` ("red star;blue circle" per clip), the
+    pixels of each shape are asked to attend to its own words rather than the other shapes'.
     """
     b, f = pixel_values.shape[:2]
+    if paired and b % 2:
+        raise ValueError(f"a paired batch holds clips and their twins, so an even number of clips; got {b}")
     rgb = rearrange(pixel_values, "b f c h w -> (b f) c h w")
     with torch.no_grad():
         latents = model.encode_frames(rgb, generator=generator).float()
-        text = model.encode_prompt(drop_captions(captions, caption_dropout, generator))
+        kept = drop_captions(captions, caption_dropout, generator, paired)
+        text = model.encode_prompt(kept)
     lum = model.encode_luminance(grey_input(rgb))
     y_tex = model.fuse_text(text, lum, f, use_cmpf=use_cmpf)
-    noise = torch.randn(latents.shape, generator=generator, device=latents.device)
-    t = sample_timesteps(b, noise_scheduler.config.num_train_timesteps, high_noise_fraction, generator,
-                         latents.device).repeat_interleave(f)
+    shape = (latents.shape[0] // 2, *latents.shape[1:]) if paired else latents.shape
+    noise = torch.randn(shape, generator=generator, device=latents.device)
+    t = sample_timesteps(b // 2 if paired else b, noise_scheduler.config.num_train_timesteps, high_noise_fraction,
+                         generator, latents.device)
+    if paired:
+        noise, t = noise.repeat(2, 1, 1, 1), t.repeat(2)
+    t = t.repeat_interleave(f)
     noisy = noise_scheduler.add_noise(latents, noise, t)
-    pred = model.predict_noise(noisy, t, y_tex, lum, f)
+    if grounding_weight > 0:
+        if instance_masks is None or instance_words is None:
+            raise ValueError("grounding_weight needs instance_masks and instance_words")
+        with recorded_cross_attention(model.unet, detach=False) as maps:
+            pred = model.predict_noise(noisy, t, y_tex, lum, f)
+        indicator = instance_token_indicator(kept, instance_words, model.tokenizer, instance_masks.shape[2],
+                                             y_tex.shape[1]).to(latents.device).repeat_interleave(f, dim=0)
+        masks = rearrange(instance_masks.to(latents.device), "b f n h w -> (b f) n h w")
+        grounding = grounding_weight * grounding_loss(maps, masks, indicator)
+    else:
+        pred, grounding = model.predict_noise(noisy, t, y_tex, lum, f), 0.0
     target = prediction_target(noise_scheduler, latents, noise, t)
     if shape_mask is None or shape_weight == 1.0:
-        return F.mse_loss(pred.float(), target)
+        return F.mse_loss(pred.float(), target) + grounding
     mask = rearrange(shape_mask.to(latents.device, torch.float32), "b f h w -> (b f) 1 h w")
-    return weighted_mse(pred.float(), target, 1 + (shape_weight - 1) * F.interpolate(mask, latents.shape[-2:], mode="area"))
+    weight = 1 + (shape_weight - 1) * F.interpolate(mask, latents.shape[-2:], mode="area")
+    return weighted_mse(pred.float(), target, weight) + grounding
 
 
 def weighted_mse(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:

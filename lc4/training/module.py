@@ -165,6 +165,21 @@ def weights_swapped_in(model: nn.Module, weights: Mapping[str, torch.Tensor]) ->
                 params[n].copy_(v)
 
 
+def with_twins(batch: dict[str, Any]) -> dict[str, Any]:
+    """A batch with colour twins (`synthetic: {twins: true}`) as one batch of 2b clips: the originals,
+    then their twins (same grey clips, so the same shape masks); unchanged without twins."""
+    if "twin_pixel_values" not in batch:
+        return batch
+    out = dict(batch, pixel_values=torch.cat([batch["pixel_values"], batch["twin_pixel_values"]]),
+               caption=list(batch["caption"]) + list(batch["twin_caption"]))
+    for key in ("shape_mask", "instance_masks"):
+        if key in batch:
+            out[key] = torch.cat([batch[key], batch[key]])
+    if "twin_instance_words" in batch:
+        out["instance_words"] = list(batch["instance_words"]) + list(batch["twin_instance_words"])
+    return out
+
+
 def step_seed(seed: int, step: int, micro_batch: int, rank: int) -> int:
     """A 63-bit seed for one (micro-)batch of one process; stable across runs and Python versions."""
     state = np.random.SeedSequence([int(seed), int(step), int(micro_batch), int(rank)]).generate_state(2, np.uint32)
@@ -203,6 +218,7 @@ class LC4Module(pl.LightningModule):
         frozen_modules: list[str] | None = None,
         posterior_logvar_init: float | None = None,
         shape_loss_weight: float = 1.0,
+        grounding_loss_weight: float = 0.0,
     ):
         super().__init__()
         if stage not in STAGE_PARTS:
@@ -221,6 +237,9 @@ class LC4Module(pl.LightningModule):
             raise ValueError(f"shape_loss_weight must be >= 1 (1 = the plain mean), got {shape_loss_weight}")
         if shape_loss_weight != 1 and stage == 0:
             raise ValueError("shape_loss_weight weights the denoising loss of stages 1 and 2, not stage 0")
+        if grounding_loss_weight < 0 or (grounding_loss_weight > 0 and stage == 0):
+            raise ValueError(f"grounding_loss_weight must be >= 0 and is for stages 1 and 2, got "
+                             f"{grounding_loss_weight} in stage {stage}")
         if chroma_weight < 0:
             raise ValueError(f"chroma_weight must be >= 0, got {chroma_weight}")
         if posterior_logvar_init is not None and "vae" not in (train_parts or STAGE_PARTS[stage]):
@@ -407,6 +426,7 @@ class LC4Module(pl.LightningModule):
         return finite
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        batch = with_twins(batch)
         pixels = batch["pixel_values"]
         if self.hparams.stage == 0:
             loss = reconstruction_loss(self.model, pixels, self._lpips_module(),
@@ -418,7 +438,7 @@ class LC4Module(pl.LightningModule):
                                   generator=self._step_generator(batch_idx),
                                   use_cmpf=self.use_cmpf,  # stage 1: plain CLIP embeddings by default
                                   high_noise_fraction=self.hparams.high_noise_fraction,
-                                  **self._shape_weighting(batch))
+                                  paired="twin_caption" in batch, **self._shape_weighting(batch))
         if not self._all_finite(loss):
             raise FloatingPointError(f"loss is not finite ({loss.item()}) at step {self.global_step}; "
                                      "lower the learning rate or use bf16 instead of 16-mixed")
@@ -437,14 +457,19 @@ class LC4Module(pl.LightningModule):
         return loss
 
     def _shape_weighting(self, batch: dict[str, Any]) -> dict[str, Any]:
-        """The shape-weighted loss's arguments, or none when `shape_loss_weight` is 1."""
-        weight = self.hparams.shape_loss_weight
-        if weight == 1:
+        """The shape-weighted and grounding losses' arguments (none when both are off)."""
+        weight, grounding = self.hparams.shape_loss_weight, self.hparams.grounding_loss_weight
+        if weight == 1 and not grounding:
             return {}
         if "shape_mask" not in batch:
-            raise ValueError("shape_loss_weight needs the batches' shape masks: train on the synthetic set "
+            option = "shape_loss_weight" if weight != 1 else "grounding_loss_weight"
+            raise ValueError(f"{option} needs the batches' shape masks: train on the synthetic set "
                              "with `synthetic: {with_masks: true}`")
-        return {"shape_mask": batch["shape_mask"], "shape_weight": weight}
+        out = {"shape_mask": batch["shape_mask"], "shape_weight": weight}
+        if grounding:
+            out.update(instance_masks=batch["instance_masks"], instance_words=batch["instance_words"],
+                       grounding_weight=grounding)
+        return out
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         g = torch.Generator(device=self.device).manual_seed(self.hparams.seed + batch_idx)

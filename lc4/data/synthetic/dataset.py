@@ -3,7 +3,13 @@
 Item ``k`` is ``generate_video(seed_offset + k, ...)``, returned in the same dictionary format
 as the manifest datasets: ``{"pixel_values": (F, 3, H, W) float32 in [-1, 1] RGB,
 "caption": str, "index": int}``, plus ``"shape_mask"`` ``(F, H, W)`` float32 (1 on any shape's
-visible pixels) with ``with_masks=True``, for a shape-weighted training loss. Per-instance masks
+visible pixels), ``"instance_masks"`` ``(F, max shapes, H, W)`` (zero for absent slots) and
+``"instance_words"`` (``"red star;blue circle"``) with ``with_masks=True``, for the shape-weighted
+and grounding training losses, and with
+``twins=True`` the same clip's colour twin, ``"twin_pixel_values"`` / ``"twin_caption"``
+(:func:`twin_colors`: the same grey clip, other shape colours, the caption to match, and with
+masks ``"twin_instance_words"``), so a
+training step can contrast the two and only following the sentence lowers its loss. Per-instance masks
 and colours for evaluation come from :meth:`SyntheticVideoDataset.video`.
 Disjoint ``seed_offset`` ranges give disjoint train / validation / test splits.
 """
@@ -20,7 +26,7 @@ from torch.utils.data import Dataset
 from .palette import BACKGROUND_PALETTE, SHAPE_PALETTE, Palette
 from .video import SyntheticVideo, generate_video, resolve_num_frames
 
-__all__ = ["SyntheticVideoDataset", "to_pixel_values"]
+__all__ = ["SyntheticVideoDataset", "to_pixel_values", "twin_colors"]
 
 
 def to_pixel_values(rgb: np.ndarray) -> torch.Tensor:
@@ -43,6 +49,7 @@ class SyntheticVideoDataset(Dataset):
         palette: Palette = SHAPE_PALETTE,
         background_palette: Palette = BACKGROUND_PALETTE,
         with_masks: bool = False,
+        twins: bool = False,
     ) -> None:
         if isinstance(num_videos, bool) or not isinstance(num_videos, (int, np.integer)) or num_videos < 1:
             raise ValueError(f"num_videos must be a positive integer, got {num_videos!r}")
@@ -57,6 +64,7 @@ class SyntheticVideoDataset(Dataset):
         self.palette = palette
         self.background_palette = background_palette
         self.with_masks = bool(with_masks)
+        self.twins = bool(twins)
         # Validate the remaining arguments now (one cheap frame), not in a loader worker later.
         generate_video(self.seed_offset, 1, size, num_shapes, palette, long, background_palette=background_palette)
 
@@ -69,8 +77,8 @@ class SyntheticVideoDataset(Dataset):
             raise IndexError(f"index must be in [-{self.num_videos}, {self.num_videos - 1}], got {index}")
         return self.seed_offset + (index % self.num_videos)
 
-    def video(self, index: int) -> SyntheticVideo:
-        """The full :class:`SyntheticVideo` (masks, colours, grey) of item ``index``."""
+    def video(self, index: int, instance_colors: list[str] | None = None) -> SyntheticVideo:
+        """The full :class:`SyntheticVideo` (masks, colours, grey) of item ``index`` (optionally recoloured)."""
         return generate_video(
             self.seed(index),
             num_frames=self.num_frames,
@@ -79,11 +87,55 @@ class SyntheticVideoDataset(Dataset):
             palette=self.palette,
             long=self.long,
             background_palette=self.background_palette,
+            instance_colors=instance_colors,
         )
+
+    def twin(self, index: int) -> SyntheticVideo:
+        """Item ``index`` re-rendered with its :func:`twin_colors` (same grey clip, other caption)."""
+        return self.video(index, twin_colors(self.video(index), self.palette))
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         v = self.video(index)
         item = {"pixel_values": to_pixel_values(v.rgb), "caption": v.caption, "index": int(index)}
         if self.with_masks:
-            item["shape_mask"] = torch.from_numpy(v.masks.any(axis=1).astype(np.float32))
+            item.update(mask_items(v, self.max_shapes))
+        if self.twins:
+            t = self.video(index, twin_colors(v, self.palette))
+            item["twin_pixel_values"], item["twin_caption"] = to_pixel_values(t.rgb), t.caption
+            if self.with_masks:
+                item["twin_instance_words"] = instance_words(t)
         return item
+
+    @property
+    def max_shapes(self) -> int:
+        """The most shapes a video of this set can have (the instance-mask slots)."""
+        n = self.num_shapes
+        return int(n if isinstance(n, (int, np.integer)) else max(n))
+
+
+def instance_words(video: SyntheticVideo) -> str:
+    """Each instance's caption words, "colour noun" joined by ";" (a string, so batches collate)."""
+    return ";".join(f"{c} {s}" for c, s in zip(video.instance_colors, video.shapes))
+
+
+def mask_items(video: SyntheticVideo, slots: int) -> dict[str, Any]:
+    """The union shape mask, the per-instance masks padded to `slots`, and the instances' words."""
+    masks = np.zeros((video.num_frames, slots, video.size, video.size), dtype=np.float32)
+    masks[:, :video.num_instances] = video.masks
+    return {"shape_mask": torch.from_numpy(video.masks.any(axis=1).astype(np.float32)),
+            "instance_masks": torch.from_numpy(masks), "instance_words": instance_words(video)}
+
+
+def twin_colors(video: SyntheticVideo, palette: Palette = SHAPE_PALETTE) -> list[str]:
+    """The colours of a video's twin: the first two shapes' colours exchanged, or for a single shape
+    another palette colour (drawn from the video's seed, so the twin is deterministic).
+
+    Both leave the grey clip unchanged (the palette is isoluminant), so the twin differs from the
+    original only where the sentence says it does: the pair isolates the binding of words to shapes.
+    """
+    colors = list(video.instance_colors)
+    if len(colors) >= 2:
+        colors[0], colors[1] = colors[1], colors[0]
+        return colors
+    others = [c for c in palette.names if c != colors[0]]
+    return [others[int(np.random.default_rng([video.seed, 1]).integers(len(others)))]]

@@ -134,3 +134,23 @@ def test_grounding_loss_teaches_the_attention_to_route():
         loss.backward()
         opt.step()
     assert first > 0.6 and step().item() < 0.5 * first
+
+
+def test_cross_attention_probe_reads_every_layer(model):
+    """The benchmark's per-video probe: one (own, other) pair per visible shape, frame and head."""
+    import importlib.util
+
+    from lc4.evaluation.synthetic import held_out_video
+
+    spec = importlib.util.spec_from_file_location("cross_attention_probe", ROOT / "benchmarks/cross_attention_probe.py")
+    probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probe)
+    video = next(v for v in map(held_out_video, range(12)) if v.num_instances == 2)
+    out = probe.probe_video(model, video, 900, torch.Generator().manual_seed(0))
+    heads = {n: m.heads for n, m in model.unet.named_modules() if n.endswith("attn2")}
+    assert set(out) == set(heads)
+    visible = int((video.masks.sum((2, 3)) > 0).sum())  # (frame, shape) pairs with pixels
+    for name, pairs in out.items():
+        assert 0 < len(pairs) <= visible * heads[name] and len(pairs) % heads[name] == 0
+        arr = torch.tensor(pairs)
+        assert (arr >= 0).all() and (arr.sum(1) <= 1 + 1e-5).all()

@@ -814,10 +814,15 @@ def test_shape_loss_weight_needs_masks_and_trains_on_them(tmp_path: Path) -> Non
     module = tiny_module(stage=1, shape_loss_weight=4.0, ema_decay=None)
     with pytest.raises(ValueError, match="with_masks: true"):
         quick_trainer(tmp_path, 1).fit(module, synthetic_dm(videos=2))
-    dm = VideoDataModule(synthetic={"num_videos": 4, "num_shapes": [1, 2], "with_masks": True}, num_frames=2,
+    assert_trains_on_synthetic(module, tmp_path, with_masks=True)
+
+
+def assert_trains_on_synthetic(module: LC4Module, tmp: Path, **synthetic: Any) -> None:
+    """Two steps on a small synthetic set with these dataset options change the trained weights."""
+    dm = VideoDataModule(synthetic={"num_videos": 4, "num_shapes": [1, 2], **synthetic}, num_frames=2,
                          resolution=32, batch_size=2, num_workers=0)
     before = {n: p.detach().clone() for n, p in module.trainable_named_parameters()}
-    quick_trainer(tmp_path, 2).fit(module, dm)
+    quick_trainer(tmp, 2).fit(module, dm)
     assert any(not torch.equal(before[n], p) for n, p in module.trainable_named_parameters())
 
 
@@ -831,12 +836,7 @@ def test_twin_batches_train_as_pairs(tmp_path: Path) -> None:
     assert torch.equal(out["pixel_values"][2:], batch["twin_pixel_values"]) and out["shape_mask"].shape[0] == 4
     plain = {k: v for k, v in batch.items() if not k.startswith("twin")}
     assert with_twins(plain) is plain
-    module = tiny_module(stage=1, ema_decay=None)
-    dm = VideoDataModule(synthetic={"num_videos": 4, "num_shapes": [1, 2], "twins": True}, num_frames=2,
-                         resolution=32, batch_size=2, num_workers=0)
-    before = {n: p.detach().clone() for n, p in module.trainable_named_parameters()}
-    quick_trainer(tmp_path, 2).fit(module, dm)
-    assert any(not torch.equal(before[n], p) for n, p in module.trainable_named_parameters())
+    assert_trains_on_synthetic(tiny_module(stage=1, ema_decay=None), tmp_path, twins=True)
 
 
 def test_grounding_loss_weight_is_checked_and_needs_masks(tmp_path: Path) -> None:
@@ -847,3 +847,4 @@ def test_grounding_loss_weight_is_checked_and_needs_masks(tmp_path: Path) -> Non
     module = tiny_module(stage=1, grounding_loss_weight=0.1, ema_decay=None)
     with pytest.raises(ValueError, match="grounding_loss_weight needs the batches' shape masks"):
         quick_trainer(tmp_path, 1).fit(module, synthetic_dm(videos=2))
+    assert_trains_on_synthetic(module, tmp_path, with_masks=True, twins=True)

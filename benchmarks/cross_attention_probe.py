@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from einops import rearrange
 
-from lc4.data.synthetic import SyntheticVideo
+from lc4.data.synthetic import SyntheticVideo, instance_words
 from lc4.evaluation.synthetic import held_out_video
 from lc4.models.lc4 import LC4Model
 from lc4.training.grounding import instance_token_indicator, own_word_share, recorded_cross_attention
@@ -43,8 +43,7 @@ def probe_video(model: LC4Model, video: SyntheticVideo, t: int, generator: torch
     sched = model.noise_scheduler("DDPMScheduler")
     steps = torch.full((f,), t, dtype=torch.long)
     noisy = sched.add_noise(latents, torch.randn(latents.shape, generator=generator), steps)
-    words = ";".join(f"{c} {s}" for c, s in zip(video.instance_colors, video.shapes))
-    indicator = instance_token_indicator([video.caption], [words], model.tokenizer, video.num_instances,
+    indicator = instance_token_indicator([video.caption], [instance_words(video)], model.tokenizer, video.num_instances,
                                          y_tex.shape[1]).repeat(f, 1, 1)
     masks = torch.from_numpy(video.masks).float()  # (f, n, H, W)
     out: dict[str, list] = defaultdict(list)

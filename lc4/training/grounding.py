@@ -5,8 +5,8 @@ cross-attention (attn2). `recorded_cross_attention` records those attention maps
 `grounding_loss` is an auxiliary training objective, used where instance masks are known (the
 procedural benchmark): for the pixels of shape i, the share of the attention on the shapes'
 words that goes to shape i's own words ("red", "star") rather than to the other shapes' words.
-It is not part of L-C4 (the paper trains on ε-loss alone); docs/decisions.md says why the
-demo model may use it, and `benchmarks/cross_attention_probe.py` measures the same share.
+It is not part of L-C4 (the paper trains on ε-loss alone) and the demo model does not use it
+(docs/decisions.md, docs/results.md); `benchmarks/cross_attention_probe.py` measures the same share.
 """
 
 from __future__ import annotations

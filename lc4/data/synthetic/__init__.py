@@ -6,7 +6,7 @@ See ``docs/synthetic.md``. Main entry points: :func:`generate_video`,
 """
 
 from .captions import CAPTION_TEMPLATES, CaptionLayout, make_caption
-from .dataset import SyntheticVideoDataset, to_pixel_values, twin_colors
+from .dataset import SyntheticVideoDataset, instance_words, to_pixel_values, twin_colors
 from .palette import (
     BACKGROUND_L,
     BACKGROUND_PALETTE,
@@ -35,6 +35,7 @@ __all__ = [
     "caption_with_colors",
     "SyntheticVideoDataset",
     "to_pixel_values",
+    "instance_words",
     "twin_colors",
     "write_dataset",
     "read_meta",

@@ -2,15 +2,15 @@
 
 Item ``k`` is ``generate_video(seed_offset + k, ...)``, returned in the same dictionary format
 as the manifest datasets: ``{"pixel_values": (F, 3, H, W) float32 in [-1, 1] RGB,
-"caption": str, "index": int}``, plus ``"shape_mask"`` ``(F, H, W)`` float32 (1 on any shape's
-visible pixels), ``"instance_masks"`` ``(F, max shapes, H, W)`` (zero for absent slots) and
-``"instance_words"`` (``"red star;blue circle"``) with ``with_masks=True``, for the shape-weighted
-and grounding training losses, and with
-``twins=True`` the same clip's colour twin, ``"twin_pixel_values"`` / ``"twin_caption"``
-(:func:`twin_colors`: the same grey clip, other shape colours, the caption to match, and with
-masks ``"twin_instance_words"``), so a
-training step can contrast the two and only following the sentence lowers its loss. Per-instance masks
-and colours for evaluation come from :meth:`SyntheticVideoDataset.video`.
+"caption": str, "index": int}``.
+
+``with_masks=True`` adds ``"shape_mask"`` ``(F, H, W)`` float32 (1 on any shape's visible
+pixels), ``"instance_masks"`` ``(F, max shapes, H, W)`` (zero for absent slots) and
+``"instance_words"`` (``"red star;blue circle"``), for the shape-weighted and grounding losses.
+``twins=True`` adds the clip's colour twin, ``"twin_pixel_values"`` / ``"twin_caption"`` (and
+``"twin_instance_words"`` with masks): the same grey clip with :func:`twin_colors` and the caption
+to match, so a training step can contrast the two. Everything else for evaluation comes from
+:meth:`SyntheticVideoDataset.video`.
 Disjoint ``seed_offset`` ranges give disjoint train / validation / test splits.
 """
 
@@ -24,9 +24,9 @@ from einops import rearrange
 from torch.utils.data import Dataset
 
 from .palette import BACKGROUND_PALETTE, SHAPE_PALETTE, Palette
-from .video import SyntheticVideo, generate_video, resolve_num_frames
+from .video import SyntheticVideo, _shape_count_range, generate_video, resolve_num_frames, swap_caption_colors
 
-__all__ = ["SyntheticVideoDataset", "to_pixel_values", "twin_colors"]
+__all__ = ["SyntheticVideoDataset", "instance_words", "to_pixel_values", "twin_colors"]
 
 
 def to_pixel_values(rgb: np.ndarray) -> torch.Tensor:
@@ -109,8 +109,7 @@ class SyntheticVideoDataset(Dataset):
     @property
     def max_shapes(self) -> int:
         """The most shapes a video of this set can have (the instance-mask slots)."""
-        n = self.num_shapes
-        return int(n if isinstance(n, (int, np.integer)) else max(n))
+        return _shape_count_range(self.num_shapes, self.palette)[1]
 
 
 def instance_words(video: SyntheticVideo) -> str:
@@ -133,9 +132,7 @@ def twin_colors(video: SyntheticVideo, palette: Palette = SHAPE_PALETTE) -> list
     Both leave the grey clip unchanged (the palette is isoluminant), so the twin differs from the
     original only where the sentence says it does: the pair isolates the binding of words to shapes.
     """
-    colors = list(video.instance_colors)
-    if len(colors) >= 2:
-        colors[0], colors[1] = colors[1], colors[0]
-        return colors
-    others = [c for c in palette.names if c != colors[0]]
+    if video.num_instances >= 2:
+        return swap_caption_colors(video, 0, 1)[1]
+    others = [c for c in palette.names if c != video.instance_colors[0]]
     return [others[int(np.random.default_rng([video.seed, 1]).integers(len(others)))]]

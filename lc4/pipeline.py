@@ -302,12 +302,12 @@ class LC4Pipeline:
 
     def _conditioning(self, grey: torch.Tensor, schedule: PromptSchedule, negative_prompt: str,
                       guidance_scale: float, chunk: int, state: torch.device) -> VideoConditioning:
-        """Text per (branch, prompt) on the model's device; E^lum moments per frame on `state`."""
+        """Text per (branch, prompt) on the model's device; E^lum's UNet input per frame on `state`."""
         model, n_frames = self.model, self.model.config.num_frames
         if schedule.num_frames != grey.shape[0]:
             raise ValueError(f"prompt schedule covers {schedule.num_frames} frames, the video has {grey.shape[0]}")
-        moments = torch.cat([model.encode_luminance(self._model_grey(grey[s : s + chunk])).moments.to(state)
-                             for s in range(0, grey.shape[0], chunk)])
+        moments = torch.cat([model.unet_lum_input(model.encode_luminance(self._model_grey(grey[s : s + chunk])))
+                             .to(state) for s in range(0, grey.shape[0], chunk)])
         # CMPF's visual prompt for each prompt: up to N^f frames spread over the frames it covers
         picks = prompt_frames(schedule, n_frames)
         lum_prompts = [model.encode_luminance(self._model_grey(grey[idx])) for idx in picks]

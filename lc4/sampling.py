@@ -26,7 +26,8 @@ class VideoConditioning:
     """What the UNet needs for every frame, stored compactly.
 
     `text` holds one embedding per (guidance branch, distinct prompt): (G, P, 77, d);
-    `frame_prompt` (T,) picks a prompt per frame; `lum_moments` (T, 2c, h, w) are E^lum outputs.
+    `frame_prompt` (T,) picks a prompt per frame; `lum_moments` (T, 2c[+k], h, w)
+    are E^lum's UNet input (`LC4Model.unet_lum_input`).
     G = 2 ([unconditional, conditional]) with classifier-free guidance, else 1.
     """
 

@@ -94,7 +94,7 @@ def direct_sampling(pipe: LC4Pipeline, video: np.ndarray, prompt: str, steps: in
     y = model.encode_prompt(["", prompt])
     text = torch.cat([model.fuse_text(TextConditioning(y.embeddings[i : i + 1], y.color_mask[i : i + 1]), lum, t)
                       for i in range(2)])
-    both = LuminanceFeatures(lum.moments.repeat(2, 1, 1, 1), lum.latent_features, [])
+    both = LuminanceFeatures(lum.moments.repeat(2, 1, 1, 1), lum.latent_features.repeat(2, 1, 1, 1), [])
     sched = DDIMScheduler.from_config(model.config.scheduler)
     sched.set_timesteps(steps)
     z = torch.randn((t, 4, size[0] // 8, size[1] // 8), generator=torch.Generator().manual_seed(seed))
@@ -119,6 +119,21 @@ def test_one_clip_exact_ccf_equals_direct_single_clip_sampling(pipe):
     direct = direct_sampling(pipe, video, PROMPT, steps=3, guidance=4.5, seed=3, resolution=32)
     assert torch.equal(exact, none)
     assert (exact - direct).abs().max() <= 1e-6 * direct.abs().max()
+
+
+@torch.no_grad()
+def test_lum_features_reach_the_unet_through_the_pipeline():
+    """`lum_features_to_unet` (not in L-C4): CCF gives the UNet the same E^lum input as predict_noise."""
+    feature_pipe = perturb_temporal(LC4Pipeline.from_config(lc4.LC4Config.tiny(lum_features_to_unet=True), seed=0))
+    torch.nn.init.normal_(feature_pipe.model.unet.lum_feature_injection.weight, std=0.05)
+    video = grey_video(8)
+    _, exact = final_latents(feature_pipe, video, fusion="exact", guidance_scale=4.5, seed=3)
+    direct = direct_sampling(feature_pipe, video, PROMPT, steps=3, guidance=4.5, seed=3, resolution=32)
+    _, plain = final_latents(pipe := perturb_temporal(LC4Pipeline.from_config(lc4.LC4Config.tiny(), seed=0)), video,
+                             fusion="exact", guidance_scale=4.5, seed=3)
+    assert (exact - direct).abs().max() <= 1e-6 * direct.abs().max()
+    assert (exact - plain).abs().max() > 1e-4 * plain.abs().max()  # the features changed the result
+    assert pipe.model.unet.lum_feature_injection is None
 
 
 @torch.no_grad()

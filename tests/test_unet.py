@@ -140,3 +140,23 @@ def test_save_and_load_round_trip(tmp_path):
     x, t, ctx, lum = _inputs(frames=4, batch=1)
     with torch.no_grad():
         assert torch.equal(lc4(x, t, ctx, num_frames=4, lum_moments=lum), again(x, t, ctx, num_frames=4, lum_moments=lum))
+
+
+def test_lum_feature_injection_starts_at_zero_then_reads_the_features():
+    """`lum_feature_channels` (not in L-C4): a fresh one is the spec UNet; trained, the features count."""
+    torch.manual_seed(0)
+    spec = LC4UNet(unet_config=config("tiny_unet")).eval()
+    feat = LC4UNet(unet_config=config("tiny_unet"), lum_feature_channels=16).eval()
+    missing, unexpected = feat.load_state_dict(spec.state_dict(), strict=False)
+    assert not unexpected and all(k.startswith("lum_feature_injection") for k in missing)
+    x, t, ctx, lum = _inputs(frames=4, batch=1)
+    features = torch.randn(x.shape[0], 16, *x.shape[-2:])
+    with torch.no_grad():
+        expected = spec(x, t, ctx, num_frames=4, lum_moments=lum)
+        assert torch.equal(feat(x, t, ctx, num_frames=4, lum_moments=torch.cat([lum, features], 1)), expected)
+        torch.nn.init.normal_(feat.lum_feature_injection.weight, std=0.1)
+        a = feat(x, t, ctx, num_frames=4, lum_moments=torch.cat([lum, features], 1))
+        b = feat(x, t, ctx, num_frames=4, lum_moments=torch.cat([lum, -features], 1))
+    assert (a - b).abs().max() > 1e-3 * expected.abs().max()
+    with pytest.raises(ValueError, match="8 moments \\+ 16 feature channels"):
+        feat(x, t, ctx, num_frames=4, lum_moments=lum)

@@ -56,6 +56,9 @@ class LC4Config:
     # a pretrained text encoder referenced, not stored (folder, hub id or "pkg:<package>/<folder>",
     # lc4.models.text_reference); None = a CLIP text model built from `text` and saved with the model
     text_pretrained: str | None = None
+    # not in L-C4 (docs/decisions.md): E^lum's latent-level feature maps also reach the UNet, through a
+    # zero-initialised conv added to conv_in's output, next to the spec's 4-channel lum injection
+    lum_features_to_unet: bool = False
 
     @classmethod
     def sd15(cls, **overrides: Any) -> "LC4Config":

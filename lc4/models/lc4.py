@@ -87,6 +87,7 @@ class LC4Model(nn.Module):
         lc4_unet = LC4UNet.from_unet(
             unet, temporal_module=t.kind, tda_alpha=t.alpha, tda_spatial_stride=t.spatial_stride,
             tda_temporal_stride=t.temporal_stride, lum_channels=2 * vae.config.latent_channels,
+            lum_feature_channels=vae.config.block_out_channels[-1] if config.lum_features_to_unet else 0,
         )
         c: CMPFConfig = config.cmpf
         cmpf = None
@@ -277,7 +278,13 @@ class LC4Model(nn.Module):
         """ε̂ for `(b f) c h w` latents; `text_embeddings` is per clip (b, 77, d)."""
         cond = text_embeddings.repeat_interleave(num_frames, dim=0).to(self.unet.dtype)
         return self.unet(noisy.to(self.unet.dtype), timestep, cond, num_frames=num_frames,
-                         lum_moments=lum.moments)
+                         lum_moments=self.unet_lum_input(lum))
+
+    def unet_lum_input(self, lum: LuminanceFeatures) -> torch.Tensor:
+        """What the UNet reads of E^lum: the moments, then the latent-level features if it takes them."""
+        if not self.unet.config.lum_feature_channels:
+            return lum.moments
+        return torch.cat([lum.moments, lum.latent_features.to(lum.moments.dtype)], dim=1)
 
     def decode(self, latents: torch.Tensor, lum: LuminanceFeatures, chunk_size: int | None = None) -> torch.Tensor:
         """RGB in [-1, 1] from scaled latents, with E^lum's skips added at every decoder scale."""

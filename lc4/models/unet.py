@@ -46,6 +46,7 @@ class LC4UNet(ModelMixin, ConfigMixin):
         tda_spatial_stride: int = 2,
         tda_temporal_stride: int = 2,
         lum_channels: int = 8,
+        lum_feature_channels: int = 0,
     ):
         super().__init__()
         if temporal_module not in TEMPORAL_KINDS:
@@ -53,6 +54,13 @@ class LC4UNet(ModelMixin, ConfigMixin):
         self.unet = UNet2DConditionModel(**{k: v for k, v in unet_config.items() if not k.startswith("_")})
         latent = self.unet.config.in_channels
         self.lum_injection = zero_module(nn.Conv2d(lum_channels, latent, 3, padding=1))
+        # not in L-C4 (docs/decisions.md): E^lum's latent-level feature maps added to conv_in's output
+        self.lum_feature_injection = None
+        self._lum_features: torch.Tensor | None = None
+        if lum_feature_channels:
+            width = self.unet.config.block_out_channels[0]
+            self.lum_feature_injection = zero_module(nn.Conv2d(lum_feature_channels, width, 3, padding=1))
+            self.unet.conv_in.register_forward_hook(self._add_lum_features)
         self._geometry: tuple[int, int, int] | None = None  # (frames, latent height, latent width)
         self._fuser: TemporalFuser | None = None
         self.temporal_layers = nn.ModuleList()
@@ -66,6 +74,11 @@ class LC4UNet(ModelMixin, ConfigMixin):
                 )
                 self.temporal_layers.append(layer)
                 self._attach(block, layer)
+
+    def _add_lum_features(self, _module, _args, hidden: torch.Tensor) -> torch.Tensor:
+        if self._lum_features is None:  # called without lum input, like lum_injection
+            return hidden
+        return hidden + self.lum_feature_injection(self._lum_features.to(hidden.dtype))
 
     def transformer_blocks(self) -> list[BasicTransformerBlock]:
         """Every transformer block of the UNet, in execution order of definition."""
@@ -119,11 +132,21 @@ class LC4UNet(ModelMixin, ConfigMixin):
         lum_moments: torch.Tensor | None = None,
         **unet_kwargs: Any,
     ) -> torch.Tensor:
-        """Predict noise for `(b f) c h w` latents; `lum_moments` are E^lum's `(b f) 2c h w` outputs."""
+        """Predict noise for `(b f) c h w` latents; `lum_moments` are E^lum's `(b f) 2c h w` outputs.
+
+        With `lum_feature_channels`, `lum_moments` carries E^lum's latent-level feature maps after the
+        moments, `(b f) (2c + lum_feature_channels) h w` (`LC4Model.unet_lum_input` builds it).
+        """
         if sample.shape[0] % num_frames:
             raise ValueError(f"batch of {sample.shape[0]} frames is not a multiple of num_frames={num_frames}")
+        moments_channels = self.config.lum_channels
+        expected = moments_channels + self.config.lum_feature_channels
+        if lum_moments is not None and lum_moments.shape[1] != expected:
+            raise ValueError(f"lum input has {lum_moments.shape[1]} channels; this UNet takes {expected} "
+                             f"({moments_channels} moments + {self.config.lum_feature_channels} feature channels)")
         if lum_moments is not None:
-            sample = sample + self.lum_injection(lum_moments.to(sample.dtype))
+            sample = sample + self.lum_injection(lum_moments[:, :moments_channels].to(sample.dtype))
+        self._lum_features = None if lum_moments is None else lum_moments[:, moments_channels:]
         # kept after the call: gradient checkpointing re-runs the blocks during backward
         self._geometry = (num_frames, sample.shape[-2], sample.shape[-1])
         return self.unet(sample, timestep, encoder_hidden_states, return_dict=False, **unet_kwargs)[0]

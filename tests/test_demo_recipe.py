@@ -79,3 +79,20 @@ def test_module_calibrates_the_frozen_text_encoder_before_training(tmp_path: Pat
     torch.testing.assert_close(states.mean(0), torch.zeros_like(states[0]), atol=0.02, rtol=0)
     with pytest.raises(ValueError, match="calibrate_text_encoder"):
         tiny_module(stage=1, calibrate_text_encoder=-1)
+
+
+def test_fp16_storage_of_every_part_loads_back_in_fp32(tmp_path: Path) -> None:
+    """`storage_dtype`: every part on disk in fp16, loaded as fp32 copies of the rounded weights."""
+    model = LC4Model.from_config(LC4Config.tiny(lum_features_to_unet=True), seed=0)
+    full = model.save_pretrained(tmp_path / "fp32")
+    half = model.save_pretrained(tmp_path / "fp16", storage_dtype=torch.float16)
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # the model in memory is untouched
+    for part in ("vae", "lum_encoder", "unet", "cmpf", "text_encoder"):
+        files = lambda root: sum(f.stat().st_size for f in (root / part).glob("*.safetensors"))  # noqa: E731
+        assert files(half) < 0.6 * files(full), part
+    loaded = LC4Model.from_pretrained(half)
+    for name in ("vae", "lum_encoder", "unet", "cmpf", "text_encoder"):
+        saved = dict(getattr(model, name).state_dict())
+        for key, value in getattr(loaded, name).state_dict().items():
+            assert value.dtype == saved[key].dtype, (name, key)
+            assert torch.equal(value, saved[key].half().to(value.dtype)), (name, key)

@@ -195,11 +195,13 @@ class LC4Model(nn.Module):
         cmpf = CrossModalityPreFusion.from_pretrained(root, subfolder="cmpf", **kw) if (root / "cmpf").is_dir() else None
         return cls(config, vae, lum, unet, text_encoder, tokenizer, cmpf)
 
-    def save_pretrained(self, path: str | os.PathLike, text_encoder_dtype: torch.dtype | None = None) -> Path:
+    def save_pretrained(self, path: str | os.PathLike, text_encoder_dtype: torch.dtype | None = None,
+                        storage_dtype: torch.dtype | None = None) -> Path:
         """Write every part (safetensors + config) into `path`, atomically (temp folder, then rename).
 
         `text_encoder_dtype` stores the (frozen) text encoder in another precision, e.g. float16 to
-        halve a small model's download; `from_pretrained` loads it back in float32.
+        halve a small model's download; `storage_dtype` does so for every part. The model in memory
+        is unchanged, and `from_pretrained` loads the parts back in float32 unless asked otherwise.
         """
         import shutil
         import tempfile
@@ -208,16 +210,14 @@ class LC4Model(nn.Module):
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
         try:
-            self.vae.save_pretrained(tmp / "vae")
-            self.lum_encoder.save_pretrained(tmp / "lum_encoder")
-            self.unet.save_pretrained(tmp / "unet")
+            _stored(self.vae, storage_dtype).save_pretrained(tmp / "vae")
+            _stored(self.lum_encoder, storage_dtype).save_pretrained(tmp / "lum_encoder")
+            _stored(self.unet, storage_dtype).save_pretrained(tmp / "unet")
             if self.cmpf is not None:
-                self.cmpf.save_pretrained(tmp / "cmpf")
+                _stored(self.cmpf, storage_dtype).save_pretrained(tmp / "cmpf")
             parts = ["vae", "lum_encoder", "unet", "cmpf", "scheduler"]
             if self.config.text_pretrained is None:  # a referenced encoder stays where it is
-                text_encoder = self.text_encoder
-                if text_encoder_dtype is not None and text_encoder_dtype != text_encoder.dtype:
-                    text_encoder = copy.deepcopy(text_encoder).to(text_encoder_dtype)
+                text_encoder = _stored(self.text_encoder, text_encoder_dtype or storage_dtype)
                 text_encoder.save_pretrained(tmp / "text_encoder", safe_serialization=True)
                 self.tokenizer.save_pretrained(tmp / "tokenizer")
                 parts[4:4] = ["text_encoder", "tokenizer"]
@@ -329,6 +329,13 @@ def _referenced_text(config: LC4Config):
     config.text["hidden_size"] = text_width(encoder)
     config.validate()
     return encoder, tokenizer
+
+
+def _stored(module: torch.nn.Module, dtype: torch.dtype | None) -> torch.nn.Module:
+    """`module` as it is written to disk: itself, or a copy cast to `dtype`."""
+    if dtype is None or dtype == module.dtype:
+        return module
+    return copy.deepcopy(module).to(dtype)
 
 
 def _version() -> str:

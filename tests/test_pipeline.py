@@ -122,15 +122,14 @@ def test_one_clip_exact_ccf_equals_direct_single_clip_sampling(pipe):
 
 
 @torch.no_grad()
-def test_lum_features_reach_the_unet_through_the_pipeline():
+def test_lum_features_reach_the_unet_through_the_pipeline(pipe):
     """`lum_features_to_unet` (not in L-C4): CCF gives the UNet the same E^lum input as predict_noise."""
     feature_pipe = perturb_temporal(LC4Pipeline.from_config(lc4.LC4Config.tiny(lum_features_to_unet=True), seed=0))
     torch.nn.init.normal_(feature_pipe.model.unet.lum_feature_injection.weight, std=0.05)
     video = grey_video(8)
     _, exact = final_latents(feature_pipe, video, fusion="exact", guidance_scale=4.5, seed=3)
     direct = direct_sampling(feature_pipe, video, PROMPT, steps=3, guidance=4.5, seed=3, resolution=32)
-    _, plain = final_latents(pipe := perturb_temporal(LC4Pipeline.from_config(lc4.LC4Config.tiny(), seed=0)), video,
-                             fusion="exact", guidance_scale=4.5, seed=3)
+    _, plain = final_latents(pipe, video, fusion="exact", guidance_scale=4.5, seed=3)
     assert (exact - direct).abs().max() <= 1e-6 * direct.abs().max()
     assert (exact - plain).abs().max() > 1e-4 * plain.abs().max()  # the features changed the result
     assert pipe.model.unet.lum_feature_injection is None

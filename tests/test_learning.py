@@ -172,6 +172,27 @@ def test_binding_errors_sorts_each_outcome():
     assert {p: bench.classify(p, "red", "yellow", blend) for p in cases} == cases
 
 
+def test_binding_positions_tell_bound_from_order_blind_and_inverted_colours():
+    bench = load_benchmark("binding_errors")
+    assert bench.segment_position(np.array([[10.0, 0.0], [5.0, 5.0]]), np.zeros(2), np.array([10.0, 0.0])).tolist() == [1.0, 0.5]
+    renders: dict[str, dict[str, np.ndarray]] = {}  # caption -> {"right", "swapped"} renders of its video
+    for k in range(8):
+        video = held_out_video(k)
+        if video.num_instances == 2:
+            caption, colours = swap_caption_colors(video, 0, 1)
+            other = generate_video(HELD_OUT_SEED + k, num_frames=8, size=64, num_shapes=(1, 2), instance_colors=colours).rgb
+            renders[video.caption] = {"right": video.rgb, "swapped": other}
+            renders[caption] = {"right": other, "swapped": video.rgb}
+    bound = bench.binding_positions(lambda grey, caption: renders[caption]["right"], 8)
+    inverted = bench.binding_positions(lambda grey, caption: renders[caption]["swapped"], 8)
+    first = {caption: r["right"] for caption, r in list(renders.items())[::2]}  # one render per video
+    blind = bench.binding_positions(lambda grey, caption: first.get(caption, renders[caption]["swapped"]), 8)
+    assert bound["shape_frames"] > 0
+    assert abs(bound["position"]) < 0.15 and abs(bound["swap_reach"] - 1) < 0.15
+    assert abs(inverted["position"] - 1) < 0.15 and abs(inverted["swap_reach"] + 1) < 0.15
+    assert abs(blind["position"]) < 0.15 and abs(blind["swap_reach"]) < 1e-9
+
+
 def test_shape_probe_crops_a_centred_zero_padded_window():
     probe = load_benchmark("shape_recognition_probe")
     feature = torch.arange(16.0).reshape(1, 4, 4)  # a 4×4 map of a 64-px frame: 16 px per cell

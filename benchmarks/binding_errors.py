@@ -85,8 +85,9 @@ def binding_positions(colorize, videos: int) -> dict[str, float]:
         a, b = (palette_ab(c) for c in video.instance_colors)
         for i, (own, other) in enumerate(((a, b), (b, a))):
             ok = ok0[:, i] & ok1[:, i]
-            position.extend(segment_position(m0[ok, i], own, other))
-            reach.extend(segment_position(m1[ok, i], own, other) - segment_position(m0[ok, i], own, other))
+            before = segment_position(m0[ok, i], own, other)
+            position.extend(before)
+            reach.extend(segment_position(m1[ok, i], own, other) - before)
     return {"position": float(np.mean(position)), "swap_reach": float(np.mean(reach)), "shape_frames": len(position)}
 
 

@@ -44,7 +44,7 @@ def probe_video(model: LC4Model, video: SyntheticVideo, t: int, generator: torch
     steps = torch.full((f,), t, dtype=torch.long)
     noisy = sched.add_noise(latents, torch.randn(latents.shape, generator=generator), steps)
     indicator = instance_token_indicator([video.caption], [instance_words(video)], model.tokenizer, video.num_instances,
-                                         y_tex.shape[1]).repeat(f, 1, 1)
+                                         text.embeddings.shape[1]).repeat(f, 1, 1)
     masks = torch.from_numpy(video.masks).float()  # (f, n, H, W)
     out: dict[str, list] = defaultdict(list)
     with recorded_cross_attention(model.unet) as maps:

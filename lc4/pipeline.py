@@ -323,7 +323,7 @@ class LC4Pipeline:
             text = model.encode_prompt(prompts)
             per_prompt = []
             for i in range(len(prompts)):
-                one = type(text)(text.embeddings[i : i + 1], text.color_mask[i : i + 1])
+                one = text.select(i, i + 1)
                 per_prompt.append(model.fuse_text(one, lum_prompts[i], len(picks[i])))
             texts.append(torch.cat(per_prompt))
         return VideoConditioning(torch.stack(texts), schedule.frame_prompt.to(state), moments)

@@ -137,7 +137,8 @@ def load_color_vocabulary(path: str | os.PathLike | None = None) -> ColorVocabul
     return _load_cached(str(file.resolve()), file.stat().st_mtime_ns)
 
 
-def _resolve(vocabulary: ColorVocabulary | str | os.PathLike | None) -> ColorVocabulary:
+def resolve_vocabulary(vocabulary: ColorVocabulary | str | os.PathLike | None) -> ColorVocabulary:
+    """`vocabulary` itself, or the vocabulary file it names (None: the maintained `color_words.txt`)."""
     if isinstance(vocabulary, ColorVocabulary):
         return vocabulary
     return load_color_vocabulary(vocabulary)
@@ -171,7 +172,7 @@ def _word_links(pieces: Sequence[Piece]) -> tuple[list[int], list[Link]]:
 def color_piece_flags(pieces: Sequence[Piece],
                       vocabulary: ColorVocabulary | str | os.PathLike | None = None) -> list[bool]:
     """Which pieces belong to a colour word (the rules of ``docs/color_words.md``)."""
-    vocab = _resolve(vocabulary)
+    vocab = resolve_vocabulary(vocabulary)
     words, links = _word_links(pieces)
     text = [pieces[i].text for i in words]
     n = len(words)
@@ -254,7 +255,7 @@ def color_word_masks(prompts: Sequence[str], tokenizer, max_length: int = CLIP_M
         raise ValueError("prompts must be a sequence of strings, got a single str; "
                          "use color_word_mask for one prompt")
     _check_max_length(max_length)
-    vocab = _resolve(vocabulary)
+    vocab = resolve_vocabulary(vocabulary)
     rows = [color_word_mask(p, tokenizer, max_length, vocab) for p in prompts]
     if not rows:
         return torch.zeros(0, max_length, dtype=torch.bool)

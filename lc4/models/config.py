@@ -59,6 +59,9 @@ class LC4Config:
     # not in L-C4 (docs/decisions.md): E^lum's latent-level feature maps also reach the UNet, through a
     # zero-initialised conv added to conv_in's output, next to the spec's 4-channel lum injection
     lum_features_to_unet: bool = False
+    # not in L-C4 (docs/decisions.md): the UNet's cross-attention values of each colour phrase come
+    # from that phrase encoded alone, its keys from the whole sentence (lc4.models.phrases)
+    phrase_values: bool = False
 
     @classmethod
     def sd15(cls, **overrides: Any) -> "LC4Config":

@@ -33,6 +33,7 @@ from transformers import CLIPTextConfig, CLIPTextModel
 from .cmpf import CrossModalityPreFusion
 from .config import CMPFConfig, LC4Config, TemporalConfig
 from .luminance import LuminanceEncoder, LuminanceFeatures, inject_decoder_skips
+from .phrases import phrase_values
 from .text import TextConditioning, encode_prompts
 from .unet import LC4UNet
 
@@ -88,6 +89,7 @@ class LC4Model(nn.Module):
             unet, temporal_module=t.kind, tda_alpha=t.alpha, tda_spatial_stride=t.spatial_stride,
             tda_temporal_stride=t.temporal_stride, lum_channels=2 * vae.config.latent_channels,
             lum_feature_channels=vae.config.block_out_channels[-1] if config.lum_features_to_unet else 0,
+            phrase_values=config.phrase_values,
         )
         c: CMPFConfig = config.cmpf
         cmpf = None
@@ -251,8 +253,9 @@ class LC4Model(nn.Module):
         self.config.vae["scaling_factor"] = float(scale)
 
     def encode_prompt(self, prompts: Sequence[str]) -> TextConditioning:
-        """CLIP embeddings y_0 and colour-word masks for `prompts`."""
-        return encode_prompts(self.text_encoder, self.tokenizer, prompts)
+        """CLIP embeddings y_0 and colour-word masks for `prompts` (+ their colour phrases alone when
+        the UNet takes its cross-attention values from them)."""
+        return encode_prompts(self.text_encoder, self.tokenizer, prompts, phrases=self.unet.config.phrase_values)
 
     def encode_luminance(self, grey: torch.Tensor) -> LuminanceFeatures:
         """E^lum features of `(b f) 3 h w` grey frames in [-1, 1]."""
@@ -267,11 +270,27 @@ class LC4Model(nn.Module):
 
     def fuse_text(self, text: TextConditioning, lum: LuminanceFeatures, num_frames: int,
                   use_cmpf: bool = True) -> torch.Tensor:
-        """y^tex per clip (b, 77, d): CMPF over the clip's luminance, or plain CLIP without CMPF."""
-        if self.cmpf is None or not use_cmpf:
-            return text.embeddings
-        prompt = self.cmpf.visual_prompt(lum.latent_features.to(self.cmpf.dtype), num_frames)
-        return self.cmpf(text.embeddings.to(self.cmpf.dtype), prompt, text.color_mask)
+        """y^tex per clip (b, 77, d): CMPF over the clip's luminance, or plain CLIP without CMPF.
+
+        With a UNet that takes phrase values (`lc4.models.phrases`), (b, 2·77, d): the keys' states,
+        then the values' (each colour phrase encoded alone, through the same CMPF).
+        """
+        plain = self.cmpf is None or not use_cmpf
+        if not plain:
+            prompt = self.cmpf.visual_prompt(lum.latent_features.to(self.cmpf.dtype), num_frames)
+        fuse = (lambda emb, mask, visual: emb) if plain else \
+            (lambda emb, mask, visual: self.cmpf(emb.to(self.cmpf.dtype), visual, mask))
+        keys = fuse(text.embeddings, text.color_mask, None if plain else prompt)
+        if not self.unet.config.phrase_values:
+            return keys
+        phrases = text.phrases
+        if phrases is None:
+            raise ValueError("this UNet takes phrase values: encode the prompts with LC4Model.encode_prompt")
+        fused = keys[:0]
+        if phrases.owner.numel():
+            owner = phrases.owner.to(keys.device)
+            fused = fuse(phrases.embeddings, phrases.color_mask, None if plain else prompt[owner])
+        return torch.cat([keys, phrase_values(keys, phrases, fused)], dim=1)
 
     def predict_noise(self, noisy: torch.Tensor, timestep: torch.Tensor, text_embeddings: torch.Tensor,
                       lum: LuminanceFeatures, num_frames: int) -> torch.Tensor:

@@ -3,18 +3,31 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import torch
 from transformers import CLIPTextModel
 
+if TYPE_CHECKING:
+    from .phrases import PhraseEmbeddings
+
 
 @dataclass
 class TextConditioning:
-    """Text encoder last hidden states y_0 (b, 77, d) and the colour-word mask M (b, 77)."""
+    """Text encoder last hidden states y_0 (b, 77, d) and the colour-word mask M (b, 77).
+
+    `phrases`: the prompts' colour phrases encoded alone, for a UNet that takes its cross-attention
+    values from them (`lc4.models.phrases`); None otherwise.
+    """
 
     embeddings: torch.Tensor
     color_mask: torch.Tensor
+    phrases: "PhraseEmbeddings | None" = None
+
+    def select(self, start: int, stop: int) -> "TextConditioning":
+        """Prompts `start..stop-1` of the batch, with their phrases."""
+        phrases = None if self.phrases is None else self.phrases.select(start, stop)
+        return TextConditioning(self.embeddings[start:stop], self.color_mask[start:stop], phrases)
 
     def repeat_frames(self, num_frames: int) -> torch.Tensor:
         """Per-frame copy of the embeddings for the folded `(b f)` batch."""
@@ -34,13 +47,15 @@ def tokenize(tokenizer, prompts: Sequence[str], with_mask: bool = False):
     return (enc.input_ids, enc.attention_mask) if with_mask else enc.input_ids
 
 
-def encode_prompts(text_encoder, tokenizer, prompts: Sequence[str]) -> TextConditioning:
+def encode_prompts(text_encoder, tokenizer, prompts: Sequence[str], phrases: bool = False) -> TextConditioning:
     """Last hidden states (SD1.5: CLIP's) and colour-word masks for a batch of prompts.
 
     `text_encoder` is SD1.5's `CLIPTextModel`, called as SD1.5 does (no attention mask), or a
     referenced bidirectional encoder (`lc4.models.text_reference`), which gets the padding mask.
+    `phrases`: also encode each prompt's colour phrases alone (`lc4.models.phrases`).
     """
     from .color_words import color_word_masks
+    from .phrases import phrase_embeddings
 
     device = next(text_encoder.parameters()).device
     if isinstance(text_encoder, CLIPTextModel):
@@ -49,7 +64,13 @@ def encode_prompts(text_encoder, tokenizer, prompts: Sequence[str]) -> TextCondi
         ids, attention = tokenize(tokenizer, prompts, with_mask=True)
         embeddings = text_encoder(input_ids=ids.to(device), attention_mask=attention.to(device)).last_hidden_state
     mask = color_word_masks(list(prompts), tokenizer, max_length=embeddings.shape[1]).to(device)
-    return TextConditioning(embeddings=embeddings, color_mask=mask)
+    found = None
+    if phrases:
+        def encode(texts):
+            alone = encode_prompts(text_encoder, tokenizer, texts)
+            return alone.embeddings, alone.color_mask
+        found = phrase_embeddings(encode, tokenizer, prompts, embeddings.shape[1])
+    return TextConditioning(embeddings=embeddings, color_mask=mask, phrases=found)
 
 
 @torch.no_grad()

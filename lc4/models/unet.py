@@ -6,6 +6,10 @@ transformer block: one on `norm1` remembers the block's input h, one on `attn1` 
 self-attention output a into a + T(h + a). The block then adds h, so its stream becomes
 h' = h + a followed by h' + T(h') — TDA after spatial self-attention, before cross-attention —
 without copying any diffusers code. Frames are folded into the batch: `(b f) c h w`.
+
+With `phrase_values`, the text states arrive as keys then values, `(b, 2·77, d)`: diffusers gets
+the keys, and a hook on every cross-attention's `to_v` projects the values instead
+(`lc4.models.phrases`), whatever attention backend runs the layer.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ class LC4UNet(ModelMixin, ConfigMixin):
         tda_temporal_stride: int = 2,
         lum_channels: int = 8,
         lum_feature_channels: int = 0,
+        phrase_values: bool = False,
     ):
         super().__init__()
         if temporal_module not in TEMPORAL_KINDS:
@@ -61,6 +66,11 @@ class LC4UNet(ModelMixin, ConfigMixin):
             width = self.unet.config.block_out_channels[0]
             self.lum_feature_injection = zero_module(nn.Conv2d(lum_feature_channels, width, 3, padding=1))
             self.unet.conv_in.register_forward_hook(self._add_lum_features)
+        self._values: torch.Tensor | None = None
+        if phrase_values:
+            for block in self.transformer_blocks():
+                if block.attn2 is not None:
+                    block.attn2.to_v.register_forward_hook(self._project_values)
         self._geometry: tuple[int, int, int] | None = None  # (frames, latent height, latent width)
         self._fuser: TemporalFuser | None = None
         self.temporal_layers = nn.ModuleList()
@@ -79,6 +89,13 @@ class LC4UNet(ModelMixin, ConfigMixin):
         if self._lum_features is None:  # called without lum input, like lum_injection
             return hidden
         return hidden + self.lum_feature_injection(self._lum_features.to(hidden.dtype))
+
+    def _project_values(self, module: nn.Linear, args, output: torch.Tensor) -> torch.Tensor:
+        if self._values is None:
+            return output
+        if self._values.shape != args[0].shape:
+            raise RuntimeError(f"value states {tuple(self._values.shape)} do not match the keys' {tuple(args[0].shape)}")
+        return nn.functional.linear(self._values.to(output.dtype), module.weight, module.bias)
 
     def transformer_blocks(self) -> list[BasicTransformerBlock]:
         """Every transformer block of the UNet, in execution order of definition."""
@@ -147,6 +164,11 @@ class LC4UNet(ModelMixin, ConfigMixin):
         if lum_moments is not None:
             sample = sample + self.lum_injection(lum_moments[:, :moments_channels].to(sample.dtype))
         self._lum_features = None if lum_moments is None else lum_moments[:, moments_channels:]
+        if self.config.phrase_values:
+            if encoder_hidden_states.shape[1] % 2:
+                raise ValueError(f"this UNet takes keys then values: an even number of text states, "
+                                 f"got {encoder_hidden_states.shape[1]}")
+            encoder_hidden_states, self._values = encoder_hidden_states.chunk(2, dim=1)
         # kept after the call: gradient checkpointing re-runs the blocks during backward
         self._geometry = (num_frames, sample.shape[-2], sample.shape[-1])
         return self.unet(sample, timestep, encoder_hidden_states, return_dict=False, **unet_kwargs)[0]

@@ -96,7 +96,7 @@ def denoising_loss(
         with recorded_cross_attention(model.unet, detach=False) as maps:
             pred = model.predict_noise(noisy, t, y_tex, lum, f)
         indicator = instance_token_indicator(kept, instance_words, model.tokenizer, instance_masks.shape[2],
-                                             y_tex.shape[1]).to(latents.device).repeat_interleave(f, dim=0)
+                                             text.embeddings.shape[1]).to(latents.device).repeat_interleave(f, dim=0)
         masks = rearrange(instance_masks.to(latents.device), "b f n h w -> (b f) n h w")
         grounding = grounding_weight * grounding_loss(maps, masks, indicator)
     else:

@@ -8,7 +8,7 @@ h' = h + a followed by h' + T(h') — TDA after spatial self-attention, before c
 without copying any diffusers code. Frames are folded into the batch: `(b f) c h w`.
 
 With `phrase_values`, the text states arrive as keys then values, `(b, 2·77, d)`: diffusers gets
-the keys, and a hook on every cross-attention's `to_v` projects the values instead
+the keys, and a pre-hook on every cross-attention's `to_v` hands it the values instead
 (`lc4.models.phrases`), whatever attention backend runs the layer.
 """
 
@@ -70,7 +70,7 @@ class LC4UNet(ModelMixin, ConfigMixin):
         if phrase_values:
             for block in self.transformer_blocks():
                 if block.attn2 is not None:
-                    block.attn2.to_v.register_forward_hook(self._project_values)
+                    block.attn2.to_v.register_forward_pre_hook(self._value_input)
         self._geometry: tuple[int, int, int] | None = None  # (frames, latent height, latent width)
         self._fuser: TemporalFuser | None = None
         self.temporal_layers = nn.ModuleList()
@@ -90,12 +90,13 @@ class LC4UNet(ModelMixin, ConfigMixin):
             return hidden
         return hidden + self.lum_feature_injection(self._lum_features.to(hidden.dtype))
 
-    def _project_values(self, module: nn.Linear, args, output: torch.Tensor) -> torch.Tensor:
+    def _value_input(self, _module: nn.Linear, args) -> tuple[torch.Tensor] | None:
+        """`to_v` projects the value states instead of the keys' (projecting only once)."""
         if self._values is None:
-            return output
+            return None
         if self._values.shape != args[0].shape:
             raise RuntimeError(f"value states {tuple(self._values.shape)} do not match the keys' {tuple(args[0].shape)}")
-        return nn.functional.linear(self._values.to(output.dtype), module.weight, module.bias)
+        return (self._values.to(args[0].dtype),)
 
     def transformer_blocks(self) -> list[BasicTransformerBlock]:
         """Every transformer block of the UNet, in execution order of definition."""

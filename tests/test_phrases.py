@@ -75,6 +75,32 @@ def test_values_are_the_phrases_encoded_alone(model):
         model.fuse_text(type(text)(text.embeddings, text.color_mask), lum, 2)
 
 
+def test_phrase_states_are_memoised_until_the_encoder_changes(model):
+    from lc4.models import text as text_module
+    prompts = ["a red star on a teal background"]
+    calls = []
+    hook = model.text_encoder.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        with torch.no_grad():
+            first = model.encode_prompt(prompts).phrases.embeddings
+            assert {"red star", "teal background"} <= set(text_module._PHRASE_MEMOS[model.text_encoder][1])
+            calls.clear()
+            again = model.encode_prompt(prompts).phrases.embeddings
+            assert len(calls) == 1  # the sentence; its phrases come from the memo
+            torch.testing.assert_close(again, first)
+            weight = next(model.text_encoder.parameters())
+            saved = weight.clone()
+            weight.mul_(1.5)  # changed in place: the memo must not serve the old states
+            calls.clear()
+            changed = model.encode_prompt(prompts).phrases.embeddings
+            assert len(calls) == 2
+            weight.copy_(saved)
+    finally:
+        hook.remove()
+    assert not torch.allclose(changed, first)
+    torch.testing.assert_close(model.encode_prompt(prompts).phrases.embeddings, first)
+
+
 def test_unet_with_values_equal_to_keys_is_the_plain_unet(model):
     plain = LC4Model.from_config(demo_config(), seed=0).eval()
     plain.load_state_dict(model.state_dict())

@@ -275,12 +275,17 @@ class LC4Model(nn.Module):
         With a UNet that takes phrase values (`lc4.models.phrases`), (b, 2·77, d): the keys' states,
         then the values' (each colour phrase encoded alone, through the same CMPF).
         """
-        plain = self.cmpf is None or not use_cmpf
-        if not plain:
-            prompt = self.cmpf.visual_prompt(lum.latent_features.to(self.cmpf.dtype), num_frames)
-        fuse = (lambda emb, mask, visual: emb) if plain else \
-            (lambda emb, mask, visual: self.cmpf(emb.to(self.cmpf.dtype), visual, mask))
-        keys = fuse(text.embeddings, text.color_mask, None if plain else prompt)
+        use_cmpf = use_cmpf and self.cmpf is not None
+        if use_cmpf:
+            visual = self.cmpf.visual_prompt(lum.latent_features.to(self.cmpf.dtype), num_frames)
+
+        def fuse(emb: torch.Tensor, mask: torch.Tensor, owner: torch.Tensor | None = None) -> torch.Tensor:
+            """CMPF of text states over their clip's visual prompt (`owner`: each row's clip)."""
+            if not use_cmpf:
+                return emb
+            return self.cmpf(emb.to(self.cmpf.dtype), visual if owner is None else visual[owner], mask)
+
+        keys = fuse(text.embeddings, text.color_mask)
         if not self.unet.config.phrase_values:
             return keys
         phrases = text.phrases
@@ -288,8 +293,7 @@ class LC4Model(nn.Module):
             raise ValueError("this UNet takes phrase values: encode the prompts with LC4Model.encode_prompt")
         fused = keys[:0]
         if phrases.owner.numel():
-            owner = phrases.owner.to(keys.device)
-            fused = fuse(phrases.embeddings, phrases.color_mask, None if plain else prompt[owner])
+            fused = fuse(phrases.embeddings, phrases.color_mask, phrases.owner.to(keys.device))
         return torch.cat([keys, phrase_values(keys, phrases, fused)], dim=1)
 
     def predict_noise(self, noisy: torch.Tensor, timestep: torch.Tensor, text_embeddings: torch.Tensor,

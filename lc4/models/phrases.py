@@ -36,11 +36,13 @@ being been has have had it its this that these those there here while as than th
 
 @dataclass(frozen=True)
 class ColourPhrase:
-    """A colour phrase of a prompt: its text and where its tokens sit in the prompt and alone."""
+    """A colour phrase of a prompt: its text and where its tokens sit in the prompt.
+
+    Tokenized alone, `text` has the same tokens at positions 1..len(positions) (after BOS).
+    """
 
     text: str
     positions: tuple[int, ...]  # in the prompt's token sequence (BOS = 0)
-    phrase_positions: tuple[int, ...]  # the same tokens in `text` tokenized alone
 
 
 def colour_phrases(prompt: str, tokenizer, max_length: int,
@@ -73,7 +75,7 @@ def colour_phrases(prompt: str, tokenizer, max_length: int,
         alone = align_pieces(text, tokenizer)
         if [t for p in alone for t in p.tokens] != [t for s in span for t in s.tokens]:
             continue  # the phrase tokenizes differently on its own: keep the sentence's states
-        phrases.append(ColourPhrase(text, positions, tuple(range(1, 1 + len(positions)))))
+        phrases.append(ColourPhrase(text, positions))
     return phrases
 
 
@@ -108,7 +110,7 @@ def phrase_embeddings(encode, tokenizer, prompts: Sequence[str], max_length: int
     owner, texts, subs = [], [], []
     for i, prompt in enumerate(prompts):
         for phrase in colour_phrases(prompt, tokenizer, max_length) if prompt else ():
-            subs.extend((i, t, len(texts), s) for t, s in zip(phrase.positions, phrase.phrase_positions))
+            subs.extend((i, t, len(texts), s) for s, t in enumerate(phrase.positions, start=1))
             owner.append(i)
             texts.append(phrase.text)
     embeddings, color_mask = encode(texts) if texts else (None, None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
 
@@ -66,11 +67,45 @@ def encode_prompts(text_encoder, tokenizer, prompts: Sequence[str], phrases: boo
     mask = color_word_masks(list(prompts), tokenizer, max_length=embeddings.shape[1]).to(device)
     found = None
     if phrases:
-        def encode(texts):
-            alone = encode_prompts(text_encoder, tokenizer, texts)
-            return alone.embeddings, alone.color_mask
-        found = phrase_embeddings(encode, tokenizer, prompts, embeddings.shape[1])
+        found = phrase_embeddings(_phrase_encoder(text_encoder, tokenizer), tokenizer, prompts, embeddings.shape[1])
     return TextConditioning(embeddings=embeddings, color_mask=mask, phrases=found)
+
+
+# Colour phrases encoded alone, per text encoder: a benchmark or a film repeats a few dozen
+# phrases ("red star") over thousands of prompts, and encoding them is most of a training step's
+# text cost. Keyed by the encoder's weights (storage and in-place version), so any change to them
+# (calibration, loading, .to()) starts a new memo.
+_PHRASE_MEMOS: "weakref.WeakKeyDictionary[torch.nn.Module, tuple[tuple, dict]]" = weakref.WeakKeyDictionary()
+PHRASE_MEMO_SIZE = 4096
+
+
+def _weights_key(module: torch.nn.Module) -> tuple:
+    return (module.training, *((p.data_ptr(), p._version, p.dtype) for p in module.parameters()))
+
+
+def _phrase_encoder(text_encoder, tokenizer):
+    """`encode(texts)` → (states, colour masks) of phrases encoded alone, memoised while the encoder
+    cannot change its outputs' gradients (frozen, or no grad) and its weights stay the same."""
+    def encode_alone(texts):
+        alone = encode_prompts(text_encoder, tokenizer, texts)
+        return alone.embeddings, alone.color_mask
+
+    frozen = not torch.is_grad_enabled() or not any(p.requires_grad for p in text_encoder.parameters())
+    if not frozen:
+        return encode_alone
+    key = _weights_key(text_encoder)
+    cached = _PHRASE_MEMOS.get(text_encoder)
+    if cached is None or cached[0] != key or len(cached[1]) > PHRASE_MEMO_SIZE:
+        cached = _PHRASE_MEMOS[text_encoder] = (key, {})
+    memo = cached[1]
+
+    def encode(texts):
+        missing = [t for t in dict.fromkeys(texts) if t not in memo]
+        if missing:
+            states, masks = encode_alone(missing)
+            memo.update(zip(missing, zip(states.detach(), masks)))
+        return torch.stack([memo[t][0] for t in texts]), torch.stack([memo[t][1] for t in texts])
+    return encode
 
 
 @torch.no_grad()

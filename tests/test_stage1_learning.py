@@ -34,8 +34,10 @@ def test_stage1_learns_to_read_the_background_colour_from_the_sentence(tmp_path:
     quick_trainer(tmp_path, STEPS, gradient_clip_val=1.0).fit(module, datamodule=data)
     trained = evaluate(module)
     chance = 1 / len(BACKGROUND_PALETTE)
-    assert untrained.background_accuracy < 2 * chance, untrained
-    assert trained.background_accuracy >= 3 * chance, trained
+    before, after = untrained.background_accuracy, trained.background_accuracy
+    # an untrained UNet paints every background the decoder's colour for its random latents, which
+    # matches some held-out backgrounds by chance (0.33 with the shipped VAE): require a rise too
+    assert after >= 3 * chance and after - before >= 0.25, (before, after)
 
 
 @pytest.fixture

@@ -77,9 +77,14 @@ def variant_dir(name: str, seed: int, args: argparse.Namespace) -> Path:
     return Path(args.out) / name if seed == 0 else Path(args.out) / f"seed{seed}" / name
 
 
+def trained_before(name: str, seed: int, args: argparse.Namespace) -> bool:
+    """Whether --full names this (seed 0's full) model, so it is not trained here."""
+    return name == "full" and seed == 0 and bool(args.full)
+
+
 def model_folder(name: str, seed: int, args: argparse.Namespace) -> Path:
     """The exported model of one trained variant and seed."""
-    if name == "full" and seed == 0 and args.full:
+    if trained_before(name, seed, args):
         return Path(args.full)
     return variant_dir(name, seed, args) / ("stage2" if TRAINED[name]["stage2"] else "stage1") / "export"
 
@@ -93,8 +98,8 @@ def variant_stage1_config(name: str, seed: int, args: argparse.Namespace) -> Pat
 
 def train_variant(name: str, seed: int, args: argparse.Namespace) -> Path:
     """Train one variant and seed through train.py; returns its exported model folder."""
-    if name == "full" and seed == 0 and args.full:
-        return Path(args.full)  # trained before
+    if trained_before(name, seed, args):
+        return model_folder(name, seed, args)
     spec, base = TRAINED[name], variant_dir(name, seed, args)
     cfg1 = variant_stage1_config(name, seed, args)
     subprocess.run([sys.executable, str(ROOT / "train.py"), "fit", "--config", str(cfg1)], check=True, cwd=ROOT)

@@ -7,7 +7,8 @@
 #            shape-weighted loss; then high-noise and phrase-value continuations
 #   stage 0 again: the VAE decoder alone, on the finished model (the latent space stays put)
 # Time: about 4 hours on 2 CPU cores, over the issue's 60-minute budget (docs/results.md, "Tenth
-# attempt"). CMPF stays the identity here: stage 2 did not help this model's benchmark scores.
+# attempt"). CMPF stays the identity here (no stage 2): on the narrow model, stage 2 did not lift the
+# benchmark scores (docs/results.md, fourth attempt).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python

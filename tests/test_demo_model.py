@@ -48,7 +48,7 @@ def test_demo_model_colours_a_held_out_clip_as_its_sentence_says(pipe, one_threa
 
 
 # colours the shipped model follows on this clip (1.0 each when measured); it does not follow every
-# word: yellow 0.12, purple 0.88 here (docs/results.md, "Tenth attempt")
+# word: yellow 0.12, purple 0.88 here (docs/results.md, "Which colour words it follows")
 @pytest.mark.parametrize("colour", ["red", "orange", "cyan", "blue", "pink"])
 def test_demo_model_follows_a_changed_colour_word(pipe, one_thread, colour):
     clip = held_out_video(FIXED_CLIP)

@@ -461,6 +461,12 @@ def test_lr_schedule_factors_and_the_trainer_steps_them(tmp_path: Path) -> None:
     assert cosine(500) == pytest.approx(0.2)  # held at the floor past max_steps
     assert all(cosine(s) >= cosine(s + 1) for s in range(10, 200))
     assert lr_factor_schedule("constant", 100)(77) == 1.0
+    held = lr_factor_schedule("cosine", total_steps=110, warmup_steps=10, min_ratio=0.2, decay_steps=50)
+    assert [held(s) for s in (9, 30, 60)] == pytest.approx([1.0, 1.0, 1.0])  # warm-up, then held until step 60
+    assert held(85) == pytest.approx(0.6) and held(110) == pytest.approx(0.2)
+    assert lr_factor_schedule("cosine", 100, 0, 0.5, decay_steps=1000)(50) == lr_factor_schedule("cosine", 100, 0, 0.5)(50)
+    with pytest.raises(ValueError, match="decay_steps"):
+        tiny_module(stage=1, lr_schedule="constant", decay_steps=10)
     with pytest.raises(ValueError, match="lr_schedule must be one of"):
         tiny_module(stage=1, lr_schedule="linear")
     module = tiny_module(stage=1, lr=1e-3, lr_schedule="cosine", warmup_steps=1, min_lr_ratio=0.5)
@@ -809,12 +815,33 @@ def test_gradient_checkpointing_in_stage2_recomputes_the_frozen_unet_with_equal_
 def test_shape_loss_weight_needs_masks_and_trains_on_them(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="shape_loss_weight must be >= 1"):
         tiny_module(stage=1, shape_loss_weight=0.5)
-    with pytest.raises(ValueError, match="not stage 0"):
-        tiny_module(stage=0, shape_loss_weight=4.0)
     module = tiny_module(stage=1, shape_loss_weight=4.0, ema_decay=None)
     with pytest.raises(ValueError, match="with_masks: true"):
         quick_trainer(tmp_path, 1).fit(module, synthetic_dm(videos=2))
     assert_trains_on_synthetic(module, tmp_path, with_masks=True)
+    assert_trains_on_synthetic(tiny_module(stage=0, shape_loss_weight=4.0, ema_decay=None), tmp_path / "stage0",
+                               with_masks=True)
+
+
+def test_stage0_shape_weight_is_a_weighted_l1_over_the_shapes() -> None:
+    from lc4.training.losses import chroma, reconstruction_loss
+
+    module = tiny_module(stage=0, train_parts=["lum_encoder"])
+    pixels = torch.rand(2, 3, 32, 32) * 2 - 1
+    mask = torch.zeros(2, 1, 32, 32)
+    mask[:, :, 8:16, 8:20] = 1
+    with torch.no_grad():
+        plain = reconstruction_loss(module.model, pixels, chroma_weight=1.0)
+        unweighted = reconstruction_loss(module.model, pixels, chroma_weight=1.0, shape_mask=mask, shape_weight=1.0)
+        weighted = reconstruction_loss(module.model, pixels, chroma_weight=1.0, shape_mask=mask, shape_weight=5.0)
+        lum = module.model.encode_luminance(grey_input(pixels))
+        latents = module.model.vae.encode(pixels).latent_dist.mode() * module.model.vae.config.scaling_factor
+        recon = module.model.decode(latents, lum).float()
+    assert torch.equal(plain, unweighted)
+    w = 1 + 4 * mask  # (b, 1, h, w): five times the weight inside the shape, normalised by Σ w
+    expected = ((w * (recon - pixels).abs()).sum() / (3 * w.sum())
+                + (w * (chroma(recon) - chroma(pixels)).abs()).sum() / (2 * w.sum()))
+    torch.testing.assert_close(weighted, expected)
 
 
 def assert_trains_on_synthetic(module: LC4Module, tmp: Path, **synthetic: Any) -> None:

@@ -110,15 +110,20 @@ def denoising_loss(
 
 
 def weighted_mse(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """Σ w·(pred − target)² / Σ w over `(n, c, h, w)` errors and `(n, 1, h, w)` weights ≥ 0.
+    """Σ w·(pred − target)² / Σ w over `(n, c, h, w)` errors and `(n, 1, h, w)` weights ≥ 0."""
+    return weighted_mean((pred - target) ** 2, weight)
 
-    Normalised by the weights, so a uniform weight gives exactly `F.mse_loss` and the loss keeps
+
+def weighted_mean(errors: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Σ w·e / Σ w over `(n, c, h, w)` errors and `(n, 1, h, w)` weights ≥ 0.
+
+    Normalised by the weights, so a uniform weight gives exactly the plain mean and the loss keeps
     its scale (and the learning rate its meaning) whatever the weighting.
     """
-    if weight.shape[-2:] != pred.shape[-2:] or weight.shape[0] != pred.shape[0]:
-        raise ValueError(f"weight {tuple(weight.shape)} does not match the errors {tuple(pred.shape)}")
-    w = weight.expand_as(pred)
-    return (w * (pred - target) ** 2).sum() / w.sum().clamp_min(1e-12)
+    if weight.shape[-2:] != errors.shape[-2:] or weight.shape[0] != errors.shape[0]:
+        raise ValueError(f"weight {tuple(weight.shape)} does not match the errors {tuple(errors.shape)}")
+    w = weight.expand_as(errors)
+    return (w * errors).sum() / w.sum().clamp_min(1e-12)
 
 
 def sample_timesteps(n: int, num_train_timesteps: int, high_noise_fraction: float = 0.0,
@@ -172,12 +177,15 @@ def latent_scale(model: LC4Model, batches, max_batches: int = 16) -> float:
 
 
 def reconstruction_loss(model: LC4Model, pixel_values: torch.Tensor, lpips=None, kl_weight: float = 1e-6,
-                        generator: torch.Generator | None = None, chroma_weight: float = 0.0) -> torch.Tensor:
+                        generator: torch.Generator | None = None, chroma_weight: float = 0.0,
+                        shape_mask: torch.Tensor | None = None, shape_weight: float = 1.0) -> torch.Tensor:
     """Stage 0: D(E(x), skips(E^lum(grey(x)))) ≈ x; L1 (+ LPIPS when a LPIPS module is given).
 
     `chroma_weight` adds that weight times the L1 of CIELAB (a, b) / 100: inference replaces the
     output's lightness by the input's, so chroma is all the decoder has to get right, and small
-    hue errors cost little in RGB L1.
+    hue errors cost little in RGB L1. `shape_mask` `(b, f, h, w)` with `shape_weight` > 1 weights
+    both L1 terms on those pixels, as `denoising_loss` weights the denoising error: the small
+    shapes' colours, not the background's, are what the benchmark scores.
 
     With a trainable VAE (toy models trained from scratch) the encoder samples its posterior (from
     `generator`, so a resumed run draws the same samples) and a KL term weighted `kl_weight` (SD's
@@ -190,9 +198,14 @@ def reconstruction_loss(model: LC4Model, pixel_values: torch.Tensor, lpips=None,
         latents = (dist.sample(generator) if train_vae else dist.mode()) * model.vae.config.scaling_factor
     lum = model.encode_luminance(grey_input(rgb))
     recon = model.decode(latents, lum).float()
-    loss = F.l1_loss(recon, rgb.float())
+    if shape_mask is None or shape_weight == 1.0:
+        weight = torch.ones_like(recon[:, :1])
+    else:
+        mask = shape_mask.reshape(-1, 1, *shape_mask.shape[-2:]).to(recon.device, torch.float32)
+        weight = 1 + (shape_weight - 1) * mask
+    loss = weighted_mean((recon - rgb.float()).abs(), weight)
     if chroma_weight:
-        loss = loss + chroma_weight * F.l1_loss(chroma(recon), chroma(rgb.float()))
+        loss = loss + chroma_weight * weighted_mean((chroma(recon) - chroma(rgb.float())).abs(), weight)
     if lpips is not None:
         loss = loss + lpips(recon, rgb.float()).mean()
     if train_vae:

@@ -7,7 +7,8 @@
 `use_cmpf: true` conditions stage 1 on CMPF's output too, so that `train_parts: [unet, cmpf]`
 trains both together (an option; the demo keeps the paper's order, docs/decisions.md).
 `lr_schedule: cosine` decays the learning rate to `min_lr_ratio`·lr over `max_steps` after
-`warmup_steps` of linear warm-up; `chroma_weight` adds an L1 on Lab (a, b) to stage 0's loss.
+`warmup_steps` of linear warm-up (only over the last `decay_steps` when set, the rate held before
+them); `chroma_weight` adds an L1 on Lab (a, b) to stage 0's loss.
 `frozen_modules` keeps named submodules of trained parts frozen (e.g. stage 1 training only
 E^lum's latent head: `lum_encoder.encoder.down_blocks`, `.conv_in`, `.mid_block` frozen).
 `posterior_logvar_init` starts a VAE trained here with a near-deterministic posterior
@@ -214,6 +215,7 @@ class LC4Module(pl.LightningModule):
         lr_schedule: str = "constant",
         warmup_steps: int = 0,
         min_lr_ratio: float = 0.1,
+        decay_steps: int | None = None,
         chroma_weight: float = 0.0,
         frozen_modules: list[str] | None = None,
         posterior_logvar_init: float | None = None,
@@ -233,10 +235,11 @@ class LC4Module(pl.LightningModule):
             raise ValueError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {lr_schedule!r}")
         if warmup_steps < 0 or not 0.0 <= min_lr_ratio <= 1.0:
             raise ValueError(f"need warmup_steps >= 0 and min_lr_ratio in [0, 1], got {warmup_steps}, {min_lr_ratio}")
+        if decay_steps is not None and (decay_steps < 1 or lr_schedule != "cosine"):
+            raise ValueError(f"decay_steps (the cosine's length at the end of the run) must be >= 1 and needs "
+                             f"lr_schedule: cosine, got {decay_steps} with {lr_schedule!r}")
         if shape_loss_weight < 1:
             raise ValueError(f"shape_loss_weight must be >= 1 (1 = the plain mean), got {shape_loss_weight}")
-        if shape_loss_weight != 1 and stage == 0:
-            raise ValueError("shape_loss_weight weights the denoising loss of stages 1 and 2, not stage 0")
         if grounding_loss_weight < 0 or (grounding_loss_weight > 0 and stage == 0):
             raise ValueError(f"grounding_loss_weight must be >= 0 and is for stages 1 and 2, got "
                              f"{grounding_loss_weight} in stage {stage}")
@@ -431,7 +434,7 @@ class LC4Module(pl.LightningModule):
         if self.hparams.stage == 0:
             loss = reconstruction_loss(self.model, pixels, self._lpips_module(),
                                        generator=self._step_generator(batch_idx),
-                                       chroma_weight=self.hparams.chroma_weight)
+                                       chroma_weight=self.hparams.chroma_weight, **self._shape_weighting(batch))
         else:
             loss = denoising_loss(self.model, pixels, batch["caption"], self.noise_scheduler,
                                   caption_dropout=self.hparams.caption_dropout,
@@ -492,7 +495,7 @@ class LC4Module(pl.LightningModule):
         if self.hparams.lr_schedule == "cosine" and total <= 0:
             raise ValueError("lr_schedule: cosine needs trainer.max_steps (the length of the decay)")
         factor = lr_factor_schedule(self.hparams.lr_schedule, total, self.hparams.warmup_steps,
-                                    self.hparams.min_lr_ratio)
+                                    self.hparams.min_lr_ratio, self.hparams.decay_steps)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
@@ -605,16 +608,20 @@ class LC4Module(pl.LightningModule):
         return scale
 
 
-def lr_factor_schedule(kind: str, total_steps: int, warmup_steps: int = 0, min_ratio: float = 0.1):
+def lr_factor_schedule(kind: str, total_steps: int, warmup_steps: int = 0, min_ratio: float = 0.1,
+                       decay_steps: int | None = None):
     """step ↦ lr multiplier: linear warm-up over `warmup_steps`, then constant or a half cosine from 1
-    to `min_ratio` at `total_steps` (held there after)."""
+    to `min_ratio` at `total_steps` (held there after). With `decay_steps` the cosine takes only the
+    run's last `decay_steps` steps and the rate is held at 1 before them: from scratch the demo VAE
+    needs a long high rate and only then a decay (docs/results.md)."""
+    start = warmup_steps if decay_steps is None else max(warmup_steps, total_steps - decay_steps)
 
     def factor(step: int) -> float:
         if step < warmup_steps:
             return (step + 1) / warmup_steps
-        if kind == "constant":
+        if kind == "constant" or step < start:
             return 1.0
-        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        progress = min(1.0, (step - start) / max(1, total_steps - start))
         return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
     return factor

@@ -9,6 +9,9 @@ change on the machine shifts them together; the printed ratios are what matter, 
 
     python benchmarks/step_breakdown.py                          # the demo's one-run stage 1
     python benchmarks/step_breakdown.py --config configs/demo/stage0.yaml --steps 10
+    python benchmarks/step_breakdown.py --config configs/demo/fast_stage1.yaml --model.init_from lc4/assets/demo-model
+
+Arguments it does not know go to the training CLI as config overrides.
 """
 
 from __future__ import annotations
@@ -79,7 +82,7 @@ def main() -> None:
     p.add_argument("--config", default="configs/demo/stage1_phrases_direct.yaml")
     p.add_argument("--steps", type=int, default=20, help="measured steps")
     p.add_argument("--warmup", type=int, default=5, help="steps run before measuring")
-    args = p.parse_args()
+    args, overrides = p.parse_known_args()
     if args.steps < 1 or args.warmup < 1:
         p.error("--steps and --warmup must be >= 1")
 
@@ -93,7 +96,7 @@ def main() -> None:
                      auto_configure_optimizers=False, args=[
                 "--config", args.config, "--trainer.max_steps", str(args.warmup + args.steps),
                 "--trainer.callbacks", "null", "--trainer.logger", "false", "--trainer.enable_checkpointing", "false",
-                "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", root])
+                "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", root, *overrides])
         cli.trainer.callbacks.append(clock)
         cli.trainer.fit(cli.model, cli.datamodule)
     total = sum(clock.totals.values())

@@ -104,9 +104,15 @@ def denoising_loss(
     target = prediction_target(noise_scheduler, latents, noise, t)
     if shape_mask is None or shape_weight == 1.0:
         return F.mse_loss(pred.float(), target) + grounding
-    mask = rearrange(shape_mask.to(latents.device, torch.float32), "b f h w -> (b f) 1 h w")
-    weight = 1 + (shape_weight - 1) * F.interpolate(mask, latents.shape[-2:], mode="area")
-    return weighted_mse(pred.float(), target, weight) + grounding
+    return weighted_mse(pred.float(), target, shape_pixel_weight(shape_mask, shape_weight, latents)) + grounding
+
+
+def shape_pixel_weight(shape_mask: torch.Tensor, shape_weight: float, like: torch.Tensor) -> torch.Tensor:
+    """`(n, 1, h, w)` weights for errors shaped like `like` `(n, c, h, w)`: 1, and `shape_weight` on
+    the shapes of `shape_mask` `(b, f, H, W)`, area-pooled to `like`'s grid (the latents' in stages
+    1–2, the pixels' in stage 0)."""
+    mask = rearrange(shape_mask.to(like.device, torch.float32), "b f h w -> (b f) 1 h w")
+    return 1 + (shape_weight - 1) * F.interpolate(mask, like.shape[-2:], mode="area")
 
 
 def weighted_mse(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -201,8 +207,7 @@ def reconstruction_loss(model: LC4Model, pixel_values: torch.Tensor, lpips=None,
     if shape_mask is None or shape_weight == 1.0:
         weight = torch.ones_like(recon[:, :1])
     else:
-        mask = shape_mask.reshape(-1, 1, *shape_mask.shape[-2:]).to(recon.device, torch.float32)
-        weight = 1 + (shape_weight - 1) * mask
+        weight = shape_pixel_weight(shape_mask, shape_weight, recon)
     loss = weighted_mean((recon - rgb.float()).abs(), weight)
     if chroma_weight:
         loss = loss + chroma_weight * weighted_mean((chroma(recon) - chroma(rgb.float())).abs(), weight)

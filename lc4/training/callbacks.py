@@ -2,11 +2,18 @@
 
 Every callback resolves the run's log folder once, in `setup`, on every rank: `trainer.log_dir`
 is a collective under DDP (rank 0 broadcasts it), so calling it from rank 0 alone would hang.
+
+Outputs default to the trainer's `default_root_dir` (`--trainer.default_root_dir`), so configs
+need not repeat it: `PreemptionCheckpoint` → `<root>/checkpoints`, `ExportOnTrainEnd` →
+`<root>/export`, and `use_root_dir_for_outputs` (called by `lc4 train` on its trainer) puts a
+`ModelCheckpoint` without `dirpath` in `<root>/checkpoints` (fixed, so `--ckpt_path last` finds the
+previous run's `last.ckpt`) and makes the default logger a `CSVLogger` in `<root>`.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 from pathlib import Path
@@ -17,6 +24,28 @@ import pytorch_lightning as pl
 import torch
 
 log = logging.getLogger("lc4")
+
+
+def checkpoint_dir(trainer: pl.Trainer) -> Path:
+    """`<default_root_dir>/checkpoints`: where the run's checkpoints go unless a callback names a folder."""
+    return Path(trainer.default_root_dir) / "checkpoints"
+
+
+def use_root_dir_for_outputs(trainer: pl.Trainer) -> None:
+    """Give every `ModelCheckpoint` without a `dirpath` the folder `<default_root_dir>/checkpoints`.
+
+    Lightning's own default is the versioned log folder (`lightning_logs/version_N/checkpoints`),
+    which a resumed run (a new version) would not find with `--ckpt_path last`. Call it before
+    `fit` (Lightning looks for `last` before any callback's `setup`).
+    """
+    from lightning_fabric.utilities.cloud_io import get_filesystem
+    from pytorch_lightning.callbacks import ModelCheckpoint
+
+    for callback in trainer.checkpoint_callbacks:
+        if isinstance(callback, ModelCheckpoint) and callback.dirpath is None:
+            path = str(checkpoint_dir(trainer))
+            callback._fs = get_filesystem(path)
+            callback.dirpath = os.path.realpath(os.path.expanduser(path)) if "://" not in path else path
 
 
 def resolve_log_dir(trainer: pl.Trainer) -> Path:
@@ -50,7 +79,9 @@ class SampleLogger(pl.Callback):
     The clip is the first item of the datamodule's validation set (else its training set); the
     pictures go to `<log_dir>/samples/step_XXXXXX.png` and, with a TensorBoard logger, to TensorBoard.
     Stage 0 shows the reconstruction D(E(x), skips(E^lum(grey))); stages 1–2 run the pipeline.
-    Only rank 0 renders; it uses its own generator, so training randomness is untouched.
+    Only rank 0 renders; it uses its own generator, so training randomness is untouched. Under
+    FSDP no rank holds the whole model, so nothing is rendered (one warning): colorize with an
+    export of a checkpoint instead (`lc4 export`, `lc4 colorize --model`).
     """
 
     def __init__(self, every_n_steps: int = 500, num_inference_steps: int = 20, guidance_scale: float = 4.5,
@@ -62,9 +93,17 @@ class SampleLogger(pl.Callback):
         self._clip: dict[str, Any] | None = None
         self._dir: Path | None = None
         self._last_step = -1
+        self._off = False
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        from .strategies import is_fsdp
+
         self._dir = resolve_log_dir(trainer)
+        self._off = is_fsdp(trainer.strategy)
+        if self._off and trainer.is_global_zero:
+            log.warning("SampleLogger: no sample pictures under %s (the weights are sharded; rank 0 alone cannot "
+                        "run the model); colorize with `lc4 export` of a checkpoint instead",
+                        type(trainer.strategy).__name__)
 
     def _reference(self, trainer: pl.Trainer) -> dict[str, Any] | None:
         if self._clip is None:
@@ -116,13 +155,13 @@ class SampleLogger(pl.Callback):
         return out
 
     def on_train_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
-        if self.at_start and trainer.is_global_zero:
+        if self.at_start and trainer.is_global_zero and not self._off:
             self._last_step = trainer.global_step
             self.render(trainer, module)
 
     def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, *args: Any) -> None:
         step = trainer.global_step
-        if (trainer.is_global_zero and self.every_n_steps and step % self.every_n_steps == 0
+        if (trainer.is_global_zero and not self._off and self.every_n_steps and step % self.every_n_steps == 0
                 and step != self._last_step):  # once per optimizer step, also when accumulating
             self._last_step = step
             self.render(trainer, module)
@@ -130,6 +169,8 @@ class SampleLogger(pl.Callback):
 
 class PreemptionCheckpoint(pl.Callback):
     """On SIGTERM/SIGUSR1 (cluster preemption), save `<dirpath>/preempted.ckpt` and stop cleanly.
+
+    `dirpath` defaults to `<default_root_dir>/checkpoints`, beside the periodic checkpoints.
 
     The signal only sets a flag; at the end of the current training batch every rank agrees on it
     (one all-reduce of a bool under DDP, so a signal that reached only some ranks cannot hang the
@@ -152,7 +193,7 @@ class PreemptionCheckpoint(pl.Callback):
         self._dir: Path | None = None
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        self._dir = Path(self.dirpath) if self.dirpath else resolve_log_dir(trainer) / "checkpoints"
+        self._dir = Path(self.dirpath) if self.dirpath else checkpoint_dir(trainer)
 
     @property
     def path(self) -> Path | None:
@@ -179,7 +220,7 @@ class PreemptionCheckpoint(pl.Callback):
         if trainer.world_size > 1:
             hit = trainer.strategy.reduce_boolean_decision(hit, all=False)
         if hit and not self.preempted:
-            path = self.path or resolve_log_dir(trainer) / "checkpoints" / "preempted.ckpt"
+            path = self.path or checkpoint_dir(trainer) / "preempted.ckpt"
             trainer.save_checkpoint(path)
             self.preempted = True
             if trainer.is_global_zero:
@@ -202,9 +243,11 @@ class PreemptionCheckpoint(pl.Callback):
 
 
 class ExportOnTrainEnd(pl.Callback):
-    """At the end of fit, write the model (EMA weights) in the pipeline's format to `dirpath` (default `<log_dir>/export`).
+    """At the end of fit, write the model (EMA weights) in the pipeline's format to `dirpath`
+    (default `<default_root_dir>/export`).
 
-    A run stopped by `PreemptionCheckpoint` is not exported (it is unfinished; resume it).
+    A run stopped by `PreemptionCheckpoint` is not exported (it is unfinished; resume it). Rank 0
+    writes; under FSDP every rank first takes part in gathering the full weights.
     """
 
     def __init__(self, dirpath: str | None = None, use_ema: bool = True):
@@ -212,13 +255,21 @@ class ExportOnTrainEnd(pl.Callback):
         self._dir: Path | None = None
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        self._dir = Path(self.dirpath) if self.dirpath else resolve_log_dir(trainer) / "export"
+        self._dir = Path(self.dirpath) if self.dirpath else Path(trainer.default_root_dir) / "export"
 
     def on_train_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         if was_preempted(trainer):
             if trainer.is_global_zero:
                 log.warning("not exporting: the run was preempted; resume it to finish")
             return
-        if trainer.is_global_zero:
-            out = module.export(self._dir or Path(trainer.default_root_dir) / "export", use_ema=self.use_ema)
+        from .strategies import is_fsdp
+
+        target = self._dir or Path(trainer.default_root_dir) / "export"
+        if is_fsdp(trainer.strategy):  # the weights are sharded: every rank gathers, rank 0 writes
+            out = module.export_sharded(target, use_ema=self.use_ema)
+        elif trainer.is_global_zero:
+            out = module.export(target, use_ema=self.use_ema)
+        else:
+            out = None
+        if out is not None:
             print(f"exported the trained model to {out} (lc4 colorize --model {out})", flush=True)

@@ -6,6 +6,10 @@
 Every option can be overridden on the command line; the resolved config is saved beside the
 checkpoints (`<log_dir>/config.yaml`). `lc4 export CKPT OUT` turns a checkpoint into a model folder.
 `seed_everything` also seeds the module's step noise (`model.seed`) and the data order (`data.seed`).
+
+Outputs follow `--trainer.default_root_dir` (`<root>`): without a `trainer.logger` the run logs to a
+`CSVLogger` in `<root>` (`<root>/lightning_logs/version_N/`), a `ModelCheckpoint` without `dirpath`
+writes to `<root>/checkpoints`, and lc4's callbacks default to `<root>/checkpoints` and `<root>/export`.
 """
 
 from __future__ import annotations
@@ -25,7 +29,8 @@ def _int_seed(seed: object) -> int:
 
 
 class LC4CLI(LightningCLI):
-    """Adds `--export_to`, ties the seeds together and checks manifests before the model is built."""
+    """Adds `--export_to`, ties the seeds together, checks manifests before the model is built and
+    roots the run's outputs in `trainer.default_root_dir`."""
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_argument("--export_to", default=None, help="after fit, also export the model here")
@@ -44,22 +49,33 @@ class LC4CLI(LightningCLI):
             if path:
                 load_manifest(path)
 
+    def _subcommand_config(self, config) -> dict:
+        return (config.get(self.subcommand) if self.subcommand else config) or {}
+
+    def instantiate_trainer(self, **kwargs):
+        """The trainer, with its outputs under `default_root_dir` (`use_root_dir_for_outputs`) and,
+        with `--export_to`, an `ExportOnTrainEnd` to that folder (run on every rank, as FSDP needs)."""
+        from pytorch_lightning.loggers import CSVLogger
+
+        from .callbacks import ExportOnTrainEnd, use_root_dir_for_outputs
+
+        trainer_config = self._subcommand_config(self.config_init).get("trainer") or {}
+        if trainer_config.get("logger") is None and "logger" not in kwargs:
+            kwargs["logger"] = CSVLogger(save_dir=trainer_config.get("default_root_dir") or os.getcwd())
+        trainer = super().instantiate_trainer(**kwargs)
+        use_root_dir_for_outputs(trainer)
+        export_to = self._subcommand_config(self.config_init).get("export_to")
+        if export_to and self.subcommand in (None, "fit"):
+            trainer.callbacks.append(ExportOnTrainEnd(dirpath=export_to))
+        return trainer
+
 
 def main(argv: list[str] | None = None) -> int:
     """Run LightningCLI; user errors end in one line, not a traceback (LC4_DEBUG=1 shows it)."""
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:
-        cli = LC4CLI(LC4Module, VideoDataModule, args=None if argv is None else list(argv), seed_everything_default=0,
-                     save_config_kwargs={"overwrite": True}, auto_configure_optimizers=False)
-        export_to = cli.config.get(cli.subcommand, {}).get("export_to") if cli.subcommand else None
-        if export_to and cli.subcommand == "fit" and cli.trainer.is_global_zero:
-            from .callbacks import was_preempted
-
-            if was_preempted(cli.trainer):
-                print("lc4 train: preempted, not exporting; resume with --ckpt_path", file=sys.stderr)
-            else:
-                out = cli.model.export(export_to)
-                print(f"exported the trained model to {out}")
+        LC4CLI(LC4Module, VideoDataModule, args=None if argv is None else list(argv), seed_everything_default=0,
+               save_config_kwargs={"overwrite": True}, auto_configure_optimizers=False)
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except KeyboardInterrupt:

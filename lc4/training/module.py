@@ -41,6 +41,7 @@ from torch import nn
 from ..models.config import LC4Config
 from ..models.lc4 import LC4Model
 from .losses import denoising_loss, latent_scale, reconstruction_loss
+from .strategies import configure_fsdp, gather_full_state_dict, is_fsdp, unsupported_strategy
 
 log = logging.getLogger("lc4")
 
@@ -96,6 +97,22 @@ def model_state_from_checkpoint(ckpt: Mapping[str, Any], use_ema: bool = True) -
     return state
 
 
+def load_part(part: str, module: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
+    """Load one part's weights exactly, except that a UNet trained without temporal layers (an image
+    stage) may start a UNet that has them: its temporal layers keep their zero-output initialisation,
+    so the video model starts as that image model (as L-C4 starts from SD1.5)."""
+    missing, unexpected = module.load_state_dict(state, strict=False)
+    new_temporal = part == "unet" and missing and all(k.startswith("temporal_layers.") for k in missing) \
+        and not any(k.startswith("temporal_layers.") for k in state)
+    if unexpected or (missing and not new_temporal):
+        raise ValueError(f"init_from {source}: the {part} does not match this model's "
+                         f"({len(missing)} missing, {len(unexpected)} unexpected weights, e.g. "
+                         f"{(missing or unexpected)[0]})")
+    if new_temporal:
+        print(f"init_from {source}: its UNet has no temporal layers; this model's {len(module.temporal_layers)} "
+              "start from their zero-output initialisation", flush=True)
+
+
 def load_weights_from(model: LC4Model, source: str, parts: Sequence[str] | None = None) -> list[str]:
     """Copy weights from a previous stage (L-C4 folder or Lightning checkpoint); returns loaded parts.
 
@@ -114,7 +131,7 @@ def load_weights_from(model: LC4Model, source: str, parts: Sequence[str] | None 
         for part in PARTS:
             mine, theirs = getattr(model, part), getattr(other, part)
             if part in wanted and mine is not None and theirs is not None:
-                mine.load_state_dict(theirs.state_dict())
+                load_part(part, mine, theirs.state_dict(), source)
                 loaded.append(part)
         if "vae" in loaded:  # a VAE trained from scratch carries its calibrated latent scale in its config
             model.set_latent_scale(other.vae.config.scaling_factor)
@@ -349,10 +366,16 @@ class LC4Module(pl.LightningModule):
         return torch.float32
 
     def setup(self, stage: str) -> None:
+        strategy = getattr(self._trainer, "strategy", None)
+        self._check_strategy(strategy)
         if stage == "fit" and self.hparams.calibrate_text_encoder:
             self.calibrate_text_encoder(self.hparams.calibrate_text_encoder)
+        # counted here, before a sharding strategy wraps the model (FSDP's views are per-rank shards)
+        self._report = self.parameter_report()
         dtype = self._frozen_dtype()
-        if dtype != torch.float32:
+        # FSDP flattens each unit's weights into one tensor of a single dtype, so under FSDP the frozen
+        # parts stay fp32 (sharded, and cast for the forward by FSDP's own mixed precision)
+        if dtype != torch.float32 and not is_fsdp(strategy):
             for part in self.frozen_parts():
                 module = getattr(self.model, part)
                 for name, value in module.state_dict().items():
@@ -386,15 +409,37 @@ class LC4Module(pl.LightningModule):
         log.info("text encoder standardised on %d captions (channel std was %.3f..%.3f)", len(captions),
                  std.min().item(), std.max().item())
 
+    def _check_strategy(self, strategy: Any) -> None:
+        """Refuse what cannot run correctly, before the model is wrapped (and before minutes of work)."""
+        if strategy is None:
+            return
+        reason = unsupported_strategy(strategy)
+        if reason:
+            raise ValueError(reason)
+        if is_fsdp(strategy):
+            if self.hparams.ema_decay:
+                raise ValueError(f"the EMA needs whole parameters on every rank; with {type(strategy).__name__} "
+                                 "set model.ema_decay: null (or use ddp)")
+            configure_fsdp(strategy)
+
     def on_fit_start(self) -> None:
-        strategy = type(self.trainer.strategy).__name__
-        if self.hparams.ema_decay and ("FSDP" in strategy or getattr(self.trainer.strategy, "zero_stage_3", False)):
-            raise ValueError(f"the EMA needs whole parameters on every rank; with {strategy} set model.ema_decay: null "
-                             "(or use ddp / deepspeed_stage_2)")
+        self._check_strategy(self.trainer.strategy)  # also when setup was not called through the trainer
         trainer = self.trainer
         self._log_dir = Path(trainer.log_dir or trainer.default_root_dir)  # a collective: every rank calls it
+        self.align_ema()  # a resumed EMA was restored before the module moved to its device
         if trainer.is_global_zero:
-            print(self.parameter_report(), flush=True)
+            print(getattr(self, "_report", None) or self.parameter_report(), flush=True)
+
+    def configure_gradient_clipping(self, optimizer: torch.optim.Optimizer, gradient_clip_val: float | None = None,
+                                    gradient_clip_algorithm: str | None = None) -> None:
+        """Lightning's clipping, except norm clipping under FSDP: the norm of sharded gradients is only
+        right when the root FSDP module computes it over every rank (Lightning refuses it there)."""
+        strategy = getattr(self._trainer, "strategy", None)
+        if gradient_clip_val and is_fsdp(strategy) and gradient_clip_algorithm in (None, "norm"):
+            strategy.model.clip_grad_norm_(float(gradient_clip_val))  # a collective: every rank is here
+            return
+        self.clip_gradients(optimizer, gradient_clip_val=gradient_clip_val,
+                            gradient_clip_algorithm=gradient_clip_algorithm)
 
     def on_train_epoch_start(self) -> None:
         self.freeze_frozen_parts()
@@ -509,6 +554,30 @@ class LC4Module(pl.LightningModule):
         count = int(getattr(dataset, "num_skipped", 0) or 0)
         return count, (list(getattr(dataset, "skipped_paths", [])) if count else [])
 
+    #: `VideoDataModule` leaves the unreadable-video limit to this module, which checks it at the end
+    #: of every batch with all ranks agreeing (a rank raising alone would leave the others hanging).
+    checks_unreadable_data = True
+
+    def _check_unreadable(self, dataset: Any) -> None:
+        """Stop every rank when more than `max_unreadable_fraction` of the videos tried were unreadable."""
+        if dataset is None or not hasattr(dataset, "unreadable_error"):
+            return
+        message = dataset.unreadable_error()
+        exceeded = message is not None
+        trainer = self._trainer
+        if trainer is not None and trainer.world_size > 1:
+            exceeded = trainer.strategy.reduce_boolean_decision(exceeded, all=False)
+        if exceeded:
+            from ..data.video_clips import TooManyUnreadableError
+
+            raise TooManyUnreadableError(message or "another rank found too many unreadable videos (see its log)")
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        self._check_unreadable(self._train_dataset())
+
+    def on_validation_batch_end(self, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._check_unreadable(getattr(getattr(self._trainer, "datamodule", None), "val_dataset", None))
+
     def on_train_epoch_end(self) -> None:
         count, _ = self._skipped()
         if count:
@@ -538,8 +607,27 @@ class LC4Module(pl.LightningModule):
             avg = self._ema.get(name)
             if avg is None:
                 self._ema[name] = p.detach().float().clone()
-            else:
-                avg.lerp_(p.detach().float(), 1 - decay)
+                continue
+            if avg.device != p.device or avg.dtype != torch.float32:
+                # restored from a checkpoint before Lightning moved the module (to the GPU): follow it
+                avg = self._ema[name] = avg.to(device=p.device, dtype=torch.float32)
+            avg.lerp_(p.detach().float(), 1 - decay)
+
+    @torch.no_grad()
+    def align_ema(self) -> None:
+        """Put every EMA tensor on its parameter's device, in fp32.
+
+        Lightning restores a checkpoint (`on_load_checkpoint`) before it moves the module to its
+        device, so a resumed EMA starts on the CPU; this runs at the start of fit, after the move
+        (and `update_ema` repeats the check per tensor).
+        """
+        if not self._ema:
+            return
+        params = dict(self.model.named_parameters())
+        for name, avg in list(self._ema.items()):
+            p = params.get(name)
+            if p is not None and (avg.device != p.device or avg.dtype != torch.float32):
+                self._ema[name] = avg.to(device=p.device, dtype=torch.float32)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if self._ema:
@@ -552,7 +640,9 @@ class LC4Module(pl.LightningModule):
         checkpoint["lc4_config"] = self.model.config.to_dict()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self._ema = {k: v.to(self.device) for k, v in checkpoint.get("lc4_ema", {}).items()}
+        # the module may not be on its device yet (Lightning restores before it moves the module):
+        # align_ema (start of fit) and update_ema put each tensor where its parameter is
+        self._ema = {k: v.to(self.device, torch.float32) for k, v in (checkpoint.get("lc4_ema") or {}).items()}
         state = checkpoint.get("state_dict", {})
         for k in self._frozen_fp32:
             if f"model.{k}" in state:
@@ -585,25 +675,56 @@ class LC4Module(pl.LightningModule):
         A run that trained the VAE first sets its latent `scaling_factor` to 1/std of the latents
         of the training data (`calibrate_latent_scale`), as SD's VAE was.
         """
+        strategy = getattr(self._trainer, "strategy", None)
+        if is_fsdp(strategy) and self._trainer.world_size > 1:
+            raise RuntimeError("under FSDP every rank holds a shard of the weights: use export_sharded(path) "
+                               "on every rank (ExportOnTrainEnd does), or lc4 export on a checkpoint")
         with self._full_precision_frozen(), weights_swapped_in(self.model, self._ema if use_ema else {}):
             if "vae" in self.train_parts:
                 self.calibrate_latent_scale()
             return self.model.save_pretrained(path)
 
-    def calibrate_latent_scale(self, num_clips: int = 64) -> float | None:
-        """Set the VAE's `scaling_factor` from the first `num_clips` training clips; returns it."""
+    def export_sharded(self, path: str | Path, use_ema: bool = True) -> Path | None:
+        """`export` for a model sharded by FSDP: call on every rank (it gathers the weights, a
+        collective); rank 0 rebuilds the model from its config on the CPU, loads the full weights and
+        writes it; the other ranks return None. Without FSDP it is `export` on rank 0."""
+        trainer = self.trainer
+        if not is_fsdp(trainer.strategy):
+            return self.export(path, use_ema=use_ema) if trainer.is_global_zero else None
+        state = gather_full_state_dict(trainer.strategy)
+        out = None
+        if trainer.is_global_zero:
+            model = LC4Model.from_config(self.model.config, seed=0)
+            weights = model_state_from_checkpoint({"state_dict": state, "lc4_ema": self._ema}, use_ema=use_ema)
+            missing, unexpected = model.load_state_dict(weights, strict=False)
+            if missing or unexpected:
+                raise RuntimeError(f"gathered weights do not match the model ({len(missing)} missing, "
+                                   f"{len(unexpected)} unexpected, e.g. {(missing or unexpected)[0]})")
+            if "vae" in self.train_parts:
+                model.vae.to(self.device)
+                self.calibrate_latent_scale(model=model)
+                model.vae.to("cpu")
+            out = model.save_pretrained(path)
+        trainer.strategy.barrier("lc4_export")
+        return out
+
+    def calibrate_latent_scale(self, num_clips: int = 64, model: LC4Model | None = None) -> float | None:
+        """Set the VAE's `scaling_factor` from the first `num_clips` training clips; returns it.
+
+        `model`: the model to calibrate (default this module's)."""
         from ..data.datamodule import collate_clips
 
+        model = self.model if model is None else model
         dataset = self._train_dataset()
         if dataset is None:
             log.warning("no training dataset to calibrate the VAE's latent scale on; keeping %s",
-                        self.model.vae.config.scaling_factor)
+                        model.vae.config.scaling_factor)
             return None
         count = min(num_clips, len(dataset))
         batches = [collate_clips([dataset[i] for i in range(start, min(start + 8, count))])
                    for start in range(0, count, 8)]
-        scale = latent_scale(self.model, batches, max_batches=len(batches))
-        self.model.set_latent_scale(scale)
+        scale = latent_scale(model, batches, max_batches=len(batches))
+        model.set_latent_scale(scale)
         print(f"VAE latent scaling_factor set to {scale:.5f} (1/std of the training latents)", flush=True)
         return scale
 

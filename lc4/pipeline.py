@@ -110,6 +110,14 @@ def as_uint8_video(video: Any) -> np.ndarray:
     return video
 
 
+def _check_scheduler_name(name: Any) -> None:
+    """The same test as `LC4Model.noise_scheduler`, made before a model is loaded."""
+    import diffusers
+
+    if not isinstance(name, str) or not name.endswith("Scheduler") or getattr(diffusers, name, None) is None:
+        raise ValueError(f"unknown scheduler {name!r}: use a diffusers scheduler class name such as DDIMScheduler")
+
+
 class LC4Pipeline:
     """Language-guided video colorization with an `LC4Model` and a diffusers scheduler."""
 
@@ -121,7 +129,17 @@ class LC4Pipeline:
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike, torch_dtype: torch.dtype | None = None,
                         scheduler: str | None = None) -> "LC4Pipeline":
-        """A saved L-C4 model (folder or hub id); `scheduler` names any diffusers scheduler class."""
+        """A saved L-C4 model (folder or hub id); `scheduler` names any diffusers scheduler class.
+
+        The scheduler name and the model folder (`lc4.models.lc4.check_model_folder`) are checked
+        before any weights are read; each problem is one ValueError / FileNotFoundError line.
+        """
+        if scheduler is not None:
+            _check_scheduler_name(scheduler)
+        if isinstance(torch_dtype, str):
+            if torch_dtype not in DTYPES:
+                raise ValueError(f"unknown torch_dtype {torch_dtype!r}; choose float32, float16 or bfloat16")
+            torch_dtype = DTYPES[torch_dtype]
         model = LC4Model.from_pretrained(name_or_path, torch_dtype=torch_dtype)
         return cls(model, model.noise_scheduler(scheduler) if scheduler else None)
 

@@ -31,7 +31,9 @@ from torch import nn
 from transformers import CLIPTextConfig, CLIPTextModel
 
 from .cmpf import CrossModalityPreFusion
-from .config import CMPFConfig, LC4Config, TemporalConfig
+from .config import (CMPFConfig, LC4Config, TemporalConfig, check_cmpf_config, check_lc4_unet_config,
+                     check_luminance_config, check_scheduler_config, check_text_config, check_vae_config,
+                     read_config_mapping)
 from .luminance import LuminanceEncoder, LuminanceFeatures, inject_decoder_skips
 from .phrases import phrase_values
 from .text import TextConditioning, encode_prompts
@@ -138,7 +140,7 @@ class LC4Model(nn.Module):
         unet = UNet2DConditionModel.from_pretrained(root, subfolder="unet", **kw)
         text_encoder = CLIPTextModel.from_pretrained(root, subfolder="text_encoder", **kw)
         tokenizer = load_clip_tokenizer(root / "tokenizer")
-        scheduler = json.loads((root / "scheduler" / "scheduler_config.json").read_text())
+        scheduler = read_config_mapping(root / "scheduler" / "scheduler_config.json", "scheduler config")
         return cls._assemble(config, vae, unet, text_encoder, tokenizer, scheduler)
 
     @classmethod
@@ -173,28 +175,33 @@ class LC4Model(nn.Module):
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike, torch_dtype: torch.dtype | None = None) -> "LC4Model":
-        """Load a folder written by `save_pretrained` (or its hub id)."""
+        """Load a folder written by `save_pretrained` (or its hub id).
+
+        The folder is checked before any weights are read (`check_model_folder`): every JSON file
+        parses, every config value is sane and every part has its weight file; a part whose weights
+        do not match its config (missing, unexpected or mis-shaped tensors) is an error too, never a
+        silently random layer. Each problem is one `ValueError` / `FileNotFoundError` line naming
+        the file and field.
+        """
         from .tokenizer import load_clip_tokenizer
 
+        if torch_dtype is not None and not isinstance(torch_dtype, torch.dtype):
+            raise ValueError(f"torch_dtype must be a torch.dtype such as torch.float16; got {torch_dtype!r}")
         root = _resolve_folder(name_or_path, "L-C4 model")
-        index = root / MODEL_INDEX
-        if not index.is_file() or json.loads(index.read_text()).get("_class_name") not in ("LC4Model", "LC4Pipeline"):
-            raise ValueError(f"{root} is not an L-C4 model folder (no {MODEL_INDEX} naming LC4Model)")
-        config = LC4Config.from_file(root / CONFIG_NAME)
+        config = check_model_folder(root)
         kw = {"torch_dtype": torch_dtype} if torch_dtype is not None else {}
-        vae = AutoencoderKL.from_pretrained(root, subfolder="vae", **kw)
-        lum = LuminanceEncoder.from_pretrained(root, subfolder="lum_encoder", **kw)
-        unet = LC4UNet.from_pretrained(root, subfolder="unet", **kw)
+        vae = _load_part(AutoencoderKL, root, "vae", kw)
+        lum = _load_part(LuminanceEncoder, root, "lum_encoder", kw)
+        unet = _load_part(LC4UNet, root, "unet", kw)
         if config.text_pretrained is not None:
             text_encoder, tokenizer = _referenced_text(config)
             if torch_dtype is not None:
                 text_encoder.to(torch_dtype)
         else:
             # like the diffusers parts, fp32 unless asked (transformers 5 would keep a half-precision file's dtype)
-            text_encoder = CLIPTextModel.from_pretrained(root, subfolder="text_encoder",
-                                                         **(kw or {"torch_dtype": torch.float32}))
+            text_encoder = _load_part(CLIPTextModel, root, "text_encoder", kw or {"torch_dtype": torch.float32})
             tokenizer = load_clip_tokenizer(root / "tokenizer")
-        cmpf = CrossModalityPreFusion.from_pretrained(root, subfolder="cmpf", **kw) if (root / "cmpf").is_dir() else None
+        cmpf = _load_part(CrossModalityPreFusion, root, "cmpf", kw) if (root / "cmpf").is_dir() else None
         return cls(config, vae, lum, unet, text_encoder, tokenizer, cmpf)
 
     def save_pretrained(self, path: str | os.PathLike, text_encoder_dtype: torch.dtype | None = None,
@@ -344,6 +351,119 @@ class LC4Model(nn.Module):
         }
 
 
+# weight files a part folder may hold, in the order the libraries look for them (diffusers / transformers)
+DIFFUSERS_WEIGHTS = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.safetensors.index.json",
+                     "diffusion_pytorch_model.bin", "diffusion_pytorch_model.bin.index.json")
+TRANSFORMERS_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                        "pytorch_model.bin.index.json")
+# part folder → (weight file names, validator of its config.json)
+PART_CHECKS = {
+    "vae": (DIFFUSERS_WEIGHTS, check_vae_config),
+    "lum_encoder": (DIFFUSERS_WEIGHTS, check_luminance_config),
+    "unet": (DIFFUSERS_WEIGHTS, check_lc4_unet_config),
+    "cmpf": (DIFFUSERS_WEIGHTS, check_cmpf_config),
+    "text_encoder": (TRANSFORMERS_WEIGHTS, check_text_config),
+}
+
+
+def check_model_folder(root: str | os.PathLike) -> LC4Config:
+    """Check a saved L-C4 folder without reading any weights; returns its `LC4Config`.
+
+    Every ``*.json`` file of the folder and its part folders must parse (the error names the
+    file), `lc4_config.json` and each part's `config.json` must hold sane values (the error names
+    the file and field), and each part the model needs must have its config and weight file.
+    """
+    root = Path(root)
+    index = root / MODEL_INDEX
+    if not index.is_file():
+        raise ValueError(f"{root} is not an L-C4 model folder (no {MODEL_INDEX} naming LC4Model)")
+    if read_config_mapping(index, "model index").get("_class_name") not in ("LC4Model", "LC4Pipeline"):
+        raise ValueError(f"{root} is not an L-C4 model folder (no {MODEL_INDEX} naming LC4Model)")
+    for path in sorted([*root.glob("*.json"), *root.glob("*/*.json")]):
+        if path.is_file() and not path.name.startswith("."):
+            try:
+                json.loads(path.read_text(encoding="utf-8"))
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                raise ValueError(f"{path} is not valid JSON: {exc}") from None
+    config = LC4Config.from_file(root / CONFIG_NAME)
+    needed = ["vae", "lum_encoder", "unet"]
+    if config.text_pretrained is None:
+        needed += ["text_encoder", "tokenizer"]
+    if config.cmpf.enabled or (root / "cmpf").is_dir():
+        needed.append("cmpf")
+    for part in needed:
+        folder = root / part
+        if not folder.is_dir():
+            why = " (lc4_config.json has cmpf.enabled: true)" if part == "cmpf" else ""
+            raise FileNotFoundError(f"{root}: the model folder is incomplete: {part}/ is missing{why}")
+        if part not in PART_CHECKS:
+            continue
+        names, check = PART_CHECKS[part]
+        cfg_path = folder / "config.json"
+        if not cfg_path.is_file():
+            raise FileNotFoundError(f"{part} config not found: {cfg_path}")
+        try:
+            check(read_config_mapping(cfg_path, f"{part} config"), part)
+        except ValueError as exc:
+            message = str(exc)
+            raise ValueError(message if str(cfg_path) in message else f"{cfg_path}: {message}") from None
+        if not any((folder / name).is_file() for name in names):
+            raise FileNotFoundError(f"{part} weights not found: {folder / names[0]} is missing "
+                                    f"(the model folder is incomplete)")
+    sched = root / "scheduler" / "scheduler_config.json"
+    if sched.is_file():
+        try:
+            check_scheduler_config(read_config_mapping(sched, "scheduler config"), "scheduler")
+        except ValueError as exc:
+            message = str(exc)
+            raise ValueError(message if str(sched) in message else f"{sched}: {message}") from None
+    return config
+
+
+def _weight_file(folder: Path) -> Path:
+    for name in (*DIFFUSERS_WEIGHTS, *TRANSFORMERS_WEIGHTS):
+        if (folder / name).is_file():
+            return folder / name
+    return folder
+
+
+def _load_part(kind: Any, root: Path, part: str, kw: dict) -> Any:
+    """`kind.from_pretrained(root, subfolder=part)`, with every failure one line naming the weight file
+    and the weights checked against the config (a missing tensor would stay on the meta device)."""
+    from diffusers.utils import logging as diffusers_logging
+
+    weights = _weight_file(root / part)
+    verbosity = diffusers_logging.get_verbosity()
+    diffusers_logging.set_verbosity_error()  # its "newly initialized" warning becomes our error below
+    try:
+        model, info = kind.from_pretrained(root, subfolder=part, output_loading_info=True, **kw)
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # corrupt file, size mismatch, ...: name the file, keep it to one line
+        detail = " ".join(str(exc).split())
+        if str(weights) in detail or not detail:  # the library's message only repeats the path
+            detail = "the file is damaged or not a weight file"
+        detail = detail if len(detail) <= 300 else detail[:297] + "..."
+        raise ValueError(f"cannot load {part} weights from {weights}: {detail} ({type(exc).__name__})") from None
+    finally:
+        diffusers_logging.set_verbosity(verbosity)
+    problems = []
+    for key, what in (("missing_keys", "missing"), ("unexpected_keys", "unexpected"),
+                      ("mismatched_keys", "mis-shaped")):
+        keys = [k if isinstance(k, str) else k[0] for k in (info.get(key) or [])]
+        if key == "unexpected_keys" and part == "text_encoder":
+            continue  # transformers tolerates its own legacy buffers
+        if keys:
+            problems.append(f"{len(keys)} {what} ({', '.join(sorted(keys)[:3])}{', ...' if len(keys) > 3 else ''})")
+    meta = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
+    if meta and not problems:
+        problems.append(f"{len(meta)} missing ({', '.join(meta[:3])}{', ...' if len(meta) > 3 else ''})")
+    if problems:
+        raise ValueError(f"{weights} does not match {root / part / 'config.json'}: "
+                         f"{'; '.join(problems)} weight tensors")
+    return model
+
+
 def _referenced_text(config: LC4Config):
     """Load `config.text_pretrained`; its width becomes `config.text["hidden_size"]` (checked against the UNet)."""
     from .text_reference import load_text_reference, text_width
@@ -367,4 +487,4 @@ def _version() -> str:
     return __version__
 
 
-__all__ = ["LC4Model"]
+__all__ = ["LC4Model", "check_model_folder"]

@@ -14,6 +14,7 @@ carries them reproduces the image model exactly until training moves them.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Callable
 
@@ -77,6 +78,11 @@ class DeformableSampler(nn.Module):
         offset_dim: int | None = None,
     ):
         super().__init__()
+        if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not math.isfinite(alpha) or alpha < 0:
+            raise ValueError(f"deformable sampling alpha must be a finite number >= 0; got {alpha!r}")
+        for name, stride in (("spatial_stride", spatial_stride), ("temporal_stride", temporal_stride)):
+            if isinstance(stride, bool) or not isinstance(stride, numbers.Integral) or stride < 1:
+                raise ValueError(f"deformable sampling {name} must be an integer >= 1; got {stride!r}")
         offset_dim = offset_dim or max(8, dim // 4)
         self.spatial_stride, self.temporal_stride, self.alpha = spatial_stride, temporal_stride, alpha
         kt, pt = _odd_kernel(temporal_stride)

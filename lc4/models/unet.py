@@ -24,7 +24,8 @@ from diffusers.models.attention import BasicTransformerBlock
 from torch import nn
 
 from .attention import zero_module
-from .tda import TEMPORAL_KINDS, ClipGeometry, TemporalFuser, make_temporal_module
+from .config import check_lc4_unet_config
+from .tda import TEMPORAL_KINDS, ClipGeometry, TemporalFuser, make_temporal_module  # noqa: F401
 
 
 def _level_sizes(height: int, width: int, levels: int = 8) -> list[tuple[int, int]]:
@@ -54,8 +55,14 @@ class LC4UNet(ModelMixin, ConfigMixin):
         phrase_values: bool = False,
     ):
         super().__init__()
-        if temporal_module not in TEMPORAL_KINDS:
-            raise ValueError(f"unknown temporal_module {temporal_module!r}; choose one of {', '.join(TEMPORAL_KINDS)}")
+        # one clear line per nonsense value (NaN alpha, a string of channels, ...) before anything is built
+        check_lc4_unet_config(
+            {"unet_config": unet_config, "temporal_module": temporal_module, "tda_alpha": tda_alpha,
+             "tda_spatial_stride": tda_spatial_stride, "tda_temporal_stride": tda_temporal_stride,
+             "lum_channels": lum_channels, "lum_feature_channels": lum_feature_channels,
+             "phrase_values": phrase_values},
+            "LC4UNet",
+        )
         self.unet = UNet2DConditionModel(**{k: v for k, v in unet_config.items() if not k.startswith("_")})
         latent = self.unet.config.in_channels
         self.lum_injection = zero_module(nn.Conv2d(lum_channels, latent, 3, padding=1))

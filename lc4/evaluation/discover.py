@@ -76,6 +76,11 @@ class VideoSource:
     path: Path
     kind: Literal["frames", "file"]
 
+    def frame_count(self) -> int | None:
+        """Number of frames of a frame folder, counted without decoding; None for a video file
+        (a container's header count is not trusted: the count is known once it is decoded)."""
+        return len(_image_files(self.path)) if self.kind == "frames" else None
+
     def read(self, resolution: int | None = None) -> np.ndarray:
         """Frames as ``(T, H, W, 3)`` uint8 RGB, resized to ``resolution``² (no crop) when given."""
         if self.kind == "frames":

@@ -4,12 +4,20 @@ Videos are matched by name (see :mod:`lc4.evaluation.discover` for layouts), bot
 ``resolution``² without crop (the paper's 256×256 protocol; ``None`` keeps native sizes, which
 must then agree), and scored. Frame-level metrics (Color., PSNR, SSIM, LPIPS, CLIP) are averaged
 per video and then over videos; CDC and E_warp are per video, then averaged; FVD and FID are
-computed once over the whole set. A metric whose weights are missing is reported as n/a with a
-note saying which file to provide.
+computed once over the whole set. A metric whose weights are missing or unreadable is reported as
+n/a with a note naming the file.
+
+Mismatches are never scored silently: a prediction whose frame count differs from its ground truth
+is an error with ``strict=True``, otherwise it is scored on the common first frames with a warning
+and a per-video flag; CDC and E_warp are n/a (flagged) for a video with fewer than 2 frames, so a
+prediction cut to one frame cannot score a perfect temporal consistency; predictions without a
+ground truth are listed in a warning (an error with ``strict=True``). Warnings go to the
+``lc4.evaluation`` logger and into the report's notes.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
@@ -27,6 +35,10 @@ from .protocol import sequence_list
 from .report import ALL_METRICS, PAPER_METRICS, Report
 
 __all__ = ["parse_metrics", "evaluate"]
+
+logger = logging.getLogger("lc4.evaluation")
+#: temporal metrics need a pair of frames; with fewer they are n/a (never a perfect 0)
+MIN_TEMPORAL_FRAMES = 2
 
 _ALIASES = {
     "color": "colorfulness",
@@ -76,12 +88,26 @@ def _default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def _names(names: Sequence[str], limit: int = 10) -> str:
+    return ", ".join(names[:limit]) + (f" … (+{len(names) - limit} more)" if len(names) > limit else "")
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text if isinstance(exc, (FileNotFoundError, ImportError, ValueError, OSError)) else f"{type(exc).__name__}: {text}"
+
+
 def _try_load(metric: str, loader: Callable[[], Any], notes: list[str]) -> Any:
+    """The loaded network, or None with a note (missing file: where to put it; damaged file: its path)."""
     try:
         return loader()
-    except (FileNotFoundError, ImportError, ValueError, OSError) as exc:
-        notes.append(f"{metric}: n/a — {exc}")
-        return None
+    except FileNotFoundError as exc:
+        notes.append(f"{metric}: n/a — {_one_line(exc)}")
+    except Exception as exc:  # a damaged weight file must not end the whole evaluation
+        message = f"{metric}: n/a — {_one_line(exc)}"
+        notes.append(message)
+        logger.warning(message)
+    return None
 
 
 def evaluate(
@@ -123,17 +149,37 @@ def evaluate(
     preds, gts = discover_videos(pred_dir), discover_videos(gt_dir)
     wanted = list(sequence_list(sequences)) if sequences is not None else list(gts)
     notes: list[str] = []
+
+    def warn(message: str) -> None:
+        notes.append(message)
+        logger.warning(message)
+
     missing_gt = [n for n in wanted if n not in gts]
     missing_pred = [n for n in wanted if n in gts and n not in preds]
     for label, miss in (("ground truth", missing_gt), ("predictions", missing_pred)):
         if miss:
-            msg = f"{len(miss)} video(s) missing from the {label}: {', '.join(miss[:10])}{' …' if len(miss) > 10 else ''}"
+            msg = f"{len(miss)} video(s) missing from the {label}: {_names(miss)}"
             if strict:
                 raise ValueError(msg)
-            notes.append(msg + " (skipped)")
+            warn(msg + " (skipped)")
+    # predictions that match no ground truth are not scored; never silently
+    orphans = [n for n in preds if n not in gts and n not in missing_gt]
+    if orphans:
+        msg = f"{len(orphans)} prediction(s) have no ground truth in {gt_dir} and are not scored: {_names(orphans)}"
+        if sequences is not None:  # outside the requested list: reported, not an error
+            warn(msg + " (not in the sequence list either)")
+        elif strict:
+            raise ValueError(msg)
+        else:
+            warn(msg)
     names = [n for n in wanted if n in gts and n in preds]
     if not names:
         raise ValueError(f"no videos to evaluate: none of the {len(wanted)} ground-truth names has a prediction in {pred_dir}")
+    if strict:  # frame folders are counted before any network is loaded; video files once decoded
+        for seq in names:
+            tp, tg = preds[seq].frame_count(), gts[seq].frame_count()
+            if tp is not None and tg is not None and tp != tg:
+                raise ValueError(_length_message(seq, tp, tg, strict=True))
     device = device or _default_device()
 
     lpips_model = i3d = inception = scorer = None
@@ -164,18 +210,29 @@ def evaluate(
     per_video: dict[str, dict[str, Any]] = {}
     feats: dict[str, list[np.ndarray]] = {"fvd_pred": [], "fvd_gt": [], "fid_pred": [], "fid_gt": []}
     no_prompt: list[str] = []
+    too_short: dict[str, list[str]] = {"cdc": [], "warp_error": []}
     for i, seq in enumerate(names, start=1):
         pred, gt = preds[seq].read(resolution), gts[seq].read(resolution)
-        if pred.shape[0] != gt.shape[0]:
-            t = min(pred.shape[0], gt.shape[0])
-            notes.append(f"{seq}: {pred.shape[0]} predicted vs {gt.shape[0]} ground-truth frames; the first {t} are compared")
+        flags: list[str] = []
+        counts: dict[str, int] = {}
+        tp, tg = int(pred.shape[0]), int(gt.shape[0])
+        if tp != tg:
+            if strict:
+                raise ValueError(_length_message(seq, tp, tg, strict=True))
+            t = min(tp, tg)
+            warn(_length_message(seq, tp, tg, strict=False))
+            flags.append(f"length mismatch: {tp} predicted vs {tg} ground-truth frames, first {t} scored")
+            counts = {"pred_frames": tp, "gt_frames": tg}
             pred, gt = pred[:t], gt[:t]
+        if pred.shape[0] == 0:
+            warn(f"{seq}: no frames to compare (skipped)")
+            continue
         if pred.shape != gt.shape:
             raise ValueError(
                 f"{seq}: predicted frames are {pred.shape[2]}x{pred.shape[1]} but ground truth is {gt.shape[2]}x{gt.shape[1]}; "
                 "pass a resolution to resize both"
             )
-        vals: dict[str, Any] = {"frames": int(pred.shape[0])}
+        vals: dict[str, Any] = {"frames": int(pred.shape[0]), **counts}
         if "colorfulness" in chosen:
             vals["colorfulness"] = float(colorfulness_per_frame(pred, colorfulness_variant).mean())
         if "psnr" in chosen:
@@ -196,18 +253,37 @@ def evaluate(
             if i3d is not None:
                 from lc4.metrics.fvd import i3d_features
 
-                feats["fvd_pred"].append(i3d_features([pred], i3d, fvd_clip_frames, device=device))
-                feats["fvd_gt"].append(i3d_features([gt], i3d, fvd_clip_frames, device=device))
+                try:
+                    fp = i3d_features([pred], i3d, fvd_clip_frames, device=device)
+                    fg = i3d_features([gt], i3d, fvd_clip_frames, device=device)
+                except Exception as exc:  # a TorchScript file that is not the I3D detector
+                    warn(f"fvd: n/a — the I3D detector (i3d_torchscript.pt) failed on {seq}: {_one_line(exc)}")
+                    i3d, feats["fvd_pred"], feats["fvd_gt"] = None, [], []
+                else:
+                    feats["fvd_pred"].append(fp)
+                    feats["fvd_gt"].append(fg)
         if "cdc" in chosen:
-            raw = float(cdc_per_channel(pred).mean())
-            vals["cdc"], vals["cdc_raw"] = raw * 1000.0, raw
+            if pred.shape[0] < MIN_TEMPORAL_FRAMES:  # no pair of frames: not a perfect 0
+                vals["cdc"] = vals["cdc_raw"] = None
+                too_short["cdc"].append(seq)
+                flags.append(f"cdc n/a: {pred.shape[0]} frame(s) scored, CDC needs at least {MIN_TEMPORAL_FRAMES}")
+            else:
+                raw = float(cdc_per_channel(pred).mean())
+                vals["cdc"], vals["cdc_raw"] = raw * 1000.0, raw
         if "fid" in chosen:
             vals["fid"] = None
             if inception is not None:
                 from lc4.metrics.fid import inception_features
 
-                feats["fid_pred"].append(inception_features([pred], inception, device=device))
-                feats["fid_gt"].append(inception_features([gt], inception, device=device))
+                try:
+                    fp = inception_features([pred], inception, device=device)
+                    fg = inception_features([gt], inception, device=device)
+                except Exception as exc:  # a TorchScript file that is not the Inception detector
+                    warn(f"fid: n/a — the Inception detector (inception-2015-12-05.pt) failed on {seq}: {_one_line(exc)}")
+                    inception, feats["fid_pred"], feats["fid_gt"] = None, [], []
+                else:
+                    feats["fid_pred"].append(fp)
+                    feats["fid_gt"].append(fg)
         if "clip_score" in chosen:
             vals["clip_score"] = None
             if scorer is not None:
@@ -218,13 +294,27 @@ def evaluate(
         if "warp_error" in chosen:
             vals["warp_error"] = None
             if flow_fn is not None:
-                from lc4.metrics.warp import warp_error
+                if pred.shape[0] < MIN_TEMPORAL_FRAMES:
+                    too_short["warp_error"].append(seq)
+                    flags.append(f"warp_error n/a: {pred.shape[0]} frame(s) scored, E_warp needs at least {MIN_TEMPORAL_FRAMES}")
+                else:
+                    from lc4.metrics.warp import warp_error
 
-                vals["warp_error"] = warp_error(pred, flow_fn)
+                    vals["warp_error"] = warp_error(pred, flow_fn)
+        if flags:
+            vals["flags"] = flags
         per_video[seq] = vals
-        say(f"[{i}/{len(names)}] {seq}: {vals['frames']} frames")
+        say(f"[{i}/{len(names)}] {seq}: {vals['frames']} frames" + (f" ({'; '.join(flags)})" if flags else ""))
+    if not per_video:
+        raise ValueError(f"no videos to evaluate: every matched prediction in {pred_dir} has 0 frames to compare")
     if no_prompt:
         notes.append(f"clip_score: {len(no_prompt)} video(s) without a prompt are n/a: {', '.join(no_prompt[:10])}")
+    for metric, short in too_short.items():
+        if short:
+            warn(
+                f"{metric}: n/a for {len(short)} video(s) with fewer than {MIN_TEMPORAL_FRAMES} frames scored "
+                f"(no pair of frames to compare; the set mean leaves them out): {_names(short)}"
+            )
 
     dataset: dict[str, float | None] = {}
     for key in ("colorfulness", "psnr", "psnr_capped", "ssim", "lpips", "cdc", "cdc_raw", "clip_score", "warp_error"):
@@ -275,3 +365,13 @@ def evaluate(
         sources={"pred": str(Path(pred_dir).expanduser()), "gt": str(Path(gt_dir).expanduser())},
     )
 
+
+def _frames(n: int) -> str:
+    return f"{n} frame" if n == 1 else f"{n} frames"
+
+
+def _length_message(seq: str, pred_frames: int, gt_frames: int, strict: bool) -> str:
+    head = f"{seq}: the prediction has {_frames(pred_frames)} but the ground truth has {gt_frames}"
+    if strict:
+        return head + " (frame counts must agree with strict / --strict)"
+    return head + f"; only the first {min(pred_frames, gt_frames)} are scored (length mismatch)"

@@ -4,7 +4,9 @@ Columns follow the L-C4 tables (Color., PSNR, SSIM, LPIPS, FVD, CDC ×1000), the
 metrics. A value that could not be computed (missing weights, no prompt, …) is ``None`` in
 Python, ``null`` in JSON and ``n/a`` in CSV/Markdown — never 0. An infinite PSNR (identical
 frames) is ``inf`` (the string ``"inf"`` in JSON, which has no infinity); the finite
-``psnr_capped`` column sits beside it.
+``psnr_capped`` column sits beside it. A video the harness flagged (length mismatch, CDC n/a for
+fewer than 2 frames, …) carries ``flags``: a list in JSON, a ``flags`` column in CSV and a
+``Flags`` column in Markdown, which also counts the flagged videos under the summary table.
 """
 
 from __future__ import annotations
@@ -96,6 +98,13 @@ class Report:
                 cols.append("cdc_raw")
         return cols
 
+    def _flagged(self) -> list[str]:
+        return [name for name, vals in self.per_video.items() if vals.get("flags")]
+
+    @staticmethod
+    def _flags(vals: dict[str, Any]) -> str:
+        return "; ".join(str(f) for f in vals.get("flags") or [])
+
     def _any_inf_psnr(self) -> bool:
         vals = [self.dataset.get("psnr")] + [v.get("psnr") for v in self.per_video.values()]
         return any(isinstance(v, float) and math.isinf(v) for v in vals)
@@ -120,13 +129,16 @@ class Report:
     def to_csv(self) -> str:
         """One row per video, then a ``mean`` row with the dataset values."""
         cols = self.columns()
+        flagged = bool(self._flagged())
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow(["video", "frames", *cols])
+        writer.writerow(["video", "frames", *cols, *(["flags"] if flagged else [])])
         for name, vals in self.per_video.items():
-            writer.writerow([name, vals.get("frames", ""), *(format_value(vals.get(c), 8) for c in cols)])
+            extra = [self._flags(vals)] if flagged else []
+            writer.writerow([name, vals.get("frames", ""), *(format_value(vals.get(c), 8) for c in cols), *extra])
         total = sum(int(v.get("frames", 0) or 0) for v in self.per_video.values())
-        writer.writerow(["mean", total, *(format_value(self.dataset.get(c), 8) for c in cols)])
+        extra = [f"{len(self._flagged())} flagged"] if flagged else []
+        writer.writerow(["mean", total, *(format_value(self.dataset.get(c), 8) for c in cols), *extra])
         return buf.getvalue()
 
     def to_markdown(self) -> str:
@@ -140,10 +152,19 @@ class Report:
 
         sep = "|" + "---|" * (len(cols) + 1)
         frames = sum(int(v.get("frames", 0) or 0) for v in self.per_video.values())
-        lines = [f"# Evaluation: {self.name}", "", f"{len(self.per_video)} videos, {frames} frames.", "", "| Method | " + " | ".join(heads) + " |", sep, row(self.name, self.dataset), ""]
-        lines += ["## Per video", "", "| Video | Frames | " + " | ".join(heads) + " |", "|---" * (len(cols) + 2) + "|"]
+        flagged = self._flagged()
+        summary = f"{len(self.per_video)} videos, {frames} frames."
+        if flagged:
+            summary += f" **{len(flagged)} flagged** (see the Flags column and the notes): {', '.join(flagged[:10])}"
+            summary += " …" if len(flagged) > 10 else "."
+        lines = [f"# Evaluation: {self.name}", "", summary, "", "| Method | " + " | ".join(heads) + " |", sep, row(self.name, self.dataset), ""]
+        flag_head = " Flags |" if flagged else ""
+        lines += ["## Per video", "", "| Video | Frames | " + " | ".join(heads) + " |" + flag_head,
+                  "|---" * (len(cols) + 2 + bool(flagged)) + "|"]
         for name, vals in self.per_video.items():
             cells = [format_value(vals.get(c), COLUMNS[c][1]) for c in cols]
+            if flagged:
+                cells.append(self._flags(vals).replace("|", "/"))
             lines.append("| " + " | ".join([name, str(vals.get("frames", "")), *cells]) + " |")
         lines += ["", "## Conventions", ""]
         lines += [f"- {k}: {v}" for k, v in self.conventions.items()]

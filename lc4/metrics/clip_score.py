@@ -43,6 +43,30 @@ def _features(out: Any) -> torch.Tensor:
     return out if isinstance(out, torch.Tensor) else out.pooler_output
 
 
+_CLIP_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+
+
+def _describe(folder: Path, exc: BaseException) -> str:
+    """Which file of a CLIP folder was at fault, as far as the library's message or the folder tells."""
+    text = " ".join(str(exc).split())
+    text = text if len(text) <= 200 else text[:197] + "..."
+    names = ("config.json", *_CLIP_WEIGHTS, "vocab.json", "merges.txt", "tokenizer_config.json", "tokenizer.json")
+    named = [folder / n for n in names if n in text or str(folder / n) in text]
+    if not named:
+        for n in ("config.json", "tokenizer_config.json", "tokenizer.json", "special_tokens_map.json", "vocab.json"):
+            p = folder / n
+            if p.is_file():
+                try:
+                    json.loads(p.read_text())
+                except (json.JSONDecodeError, UnicodeDecodeError):
+                    named.append(p)
+    if not named:
+        weights = [folder / n for n in _CLIP_WEIGHTS if (folder / n).is_file()]
+        named = weights[:1] if "weight" in text.lower() or "safetensor" in text.lower() or "header" in text.lower() else []
+    where = f"file {named[0]}: " if named else ""
+    return f"{where}{type(exc).__name__}: {text}"
+
+
 class CLIPScorer:
     """Holds a CLIP model and its preprocessing; :meth:`score_per_frame` does the work."""
 
@@ -74,13 +98,21 @@ class CLIPScorer:
             )
         from transformers import CLIPModel, CLIPTokenizer
 
-        model = CLIPModel.from_pretrained(str(folder), local_files_only=True).eval().to(device)
-        tokenizer = CLIPTokenizer.from_pretrained(str(folder), local_files_only=True)
+        try:
+            model = CLIPModel.from_pretrained(str(folder), local_files_only=True).eval().to(device)
+            tokenizer = CLIPTokenizer.from_pretrained(str(folder), local_files_only=True)
+        except Exception as exc:  # a damaged weight/config file, or a folder that is not a CLIP model
+            raise ValueError(f"CLIP model folder {folder} cannot be loaded ({_describe(folder, exc)})") from None
         size = crop = int(model.config.vision_config.image_size)
         mean, std = OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
         pre = folder / "preprocessor_config.json"
         if pre.is_file():
-            cfg = json.loads(pre.read_text())
+            try:
+                cfg = json.loads(pre.read_text())
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                raise ValueError(f"CLIP preprocessor config {pre} is not valid JSON: {exc}") from None
+            if not isinstance(cfg, dict):
+                raise ValueError(f"CLIP preprocessor config {pre} must hold a mapping; got {type(cfg).__name__}")
             size = _size_value(cfg.get("size"), "shortest_edge") or size
             crop = _size_value(cfg.get("crop_size"), "height") or crop
             mean = tuple(cfg.get("image_mean", mean))

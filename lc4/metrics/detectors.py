@@ -50,7 +50,15 @@ def load_torchscript_detector(
             raise FileNotFoundError(f"{metric} detector file not found: {p} (expected {file.filename}, from {file.url})")
     else:
         (p,) = require_weight_files(metric, [file], weights_dir)
-    return torch.jit.load(str(p), map_location=device).eval()
+    try:
+        return torch.jit.load(str(p), map_location=device).eval()
+    except Exception as exc:  # truncated download, an HTML error page, a plain pickle, ...
+        detail = " ".join(str(exc).split())
+        detail = detail if len(detail) <= 160 else detail[:157] + "..."
+        raise ValueError(
+            f"{metric} detector file {p} is damaged or not a TorchScript archive ({type(exc).__name__}: {detail}); "
+            f"download {file.filename} again from {file.url}"
+        ) from None
 
 
 @torch.no_grad()

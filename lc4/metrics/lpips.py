@@ -153,12 +153,22 @@ def _lpips_package_weights() -> list[Path]:
 
 
 def _load_state(path: Path) -> dict[str, torch.Tensor]:
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    """The state dict of a ``.pth`` file; a damaged or foreign file is one ValueError naming it."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated zip, random bytes, a pickle of other objects, ...
+        raise ValueError(f"LPIPS weight file {path} is damaged or not a PyTorch state dict "
+                         f"({type(exc).__name__}: {_first_line(exc)})") from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
-        raise ValueError(f"{path} does not hold a state dict")
+        raise ValueError(f"LPIPS weight file {path} does not hold a state dict")
     return state
+
+
+def _first_line(exc: BaseException, limit: int = 160) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def load_lpips(
@@ -180,8 +190,12 @@ def load_lpips(
         if not p.is_file():
             raise FileNotFoundError(f"LPIPS weight file not found: {p}")
     model = LPIPS()
-    model.load_backbone(_load_state(backbone))
-    model.load_heads(_load_state(heads))
+    for path, load in ((backbone, model.load_backbone), (heads, model.load_heads)):
+        state = _load_state(path)
+        try:
+            load(state)
+        except (ValueError, RuntimeError) as exc:  # the wrong file, or tensors of the wrong shapes
+            raise ValueError(f"LPIPS weight file {path} does not fit: {_first_line(exc)}") from None
     return model.to(device)
 
 

@@ -132,7 +132,10 @@ def evaluate(
     """Evaluate the videos in ``pred_dir`` against ``gt_dir``; returns a :class:`Report`.
 
     ``sequences`` restricts to a test list (``"davis30"``, ``"videvo20"``, a text file or names);
-    names missing on either side are noted and skipped, or raise with ``strict=True``.
+    names missing on either side are skipped with a warning, or raise with ``strict=True``.
+    ``strict=True`` also makes a frame-count mismatch and a prediction without ground truth errors;
+    otherwise a mismatched video is scored on its common first frames and flagged, and CDC / E_warp
+    are n/a (flagged) for a video with fewer than 2 frames scored.
     ``clip_model`` is a local transformers CLIP folder (CLIP score needs it and ``prompts``);
     ``flow_fn(frame_a, frame_b) -> (H, W, 2)`` enables E_warp. ``psnr_cap`` (dB) bounds each
     frame's PSNR in the ``psnr_capped`` column only.

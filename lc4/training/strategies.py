@@ -1,10 +1,11 @@
 """Sharded training (FSDP) for `lc4 train`: the wrap policy, the strategy, and the full-weight gather.
 
-`--trainer.strategy fsdp` (Lightning's `FSDPStrategy`) works as it is: `LC4Module.setup` calls
+`--trainer.strategy fsdp` (Lightning's `FSDPStrategy`, GPUs only) works as it is: `LC4Module.setup` calls
 `configure_fsdp` before Lightning wraps the model, which fills in lc4's auto-wrap policy when none
 was given and checks `use_orig_params` (the frozen and trained weights of one wrapped unit must
-keep their own `requires_grad`). `LC4FSDPStrategy` is the same strategy with that policy built in
-(also usable where Lightning refuses the string `fsdp`, e.g. on CPU with gloo, which the tests do).
+keep their own `requires_grad`). `LC4FSDPStrategy` (`--trainer.strategy lc4_fsdp`) is the same
+strategy with that policy built in; it also runs on CPU with gloo, where Lightning refuses the
+string `fsdp` (the tests train that way).
 
 What lc4 does differently under FSDP (docs/training.md, "Sharded training"):
 
@@ -89,9 +90,73 @@ class LC4FSDPStrategy(FSDPStrategy):
     strategy object also runs on CPU (gloo), which is how the tests exercise it.
     """
 
+    strategy_name = "lc4_fsdp"
+
     def __init__(self, *args: Any, auto_wrap_policy: Any = None, **kwargs: Any) -> None:
         super().__init__(*args, auto_wrap_policy=auto_wrap_policy or lc4_wrap_policy(), **kwargs)
         configure_fsdp(self)
+
+    def _setup_model(self, model: nn.Module) -> nn.Module:
+        """On CPU, wrap with `device_id=cpu` (Lightning passes none, and FSDP then looks for an
+        accelerator); elsewhere exactly Lightning's wrapping."""
+        from torch.distributed.fsdp import FullyShardedDataParallel
+
+        if self.root_device.type != "cpu" or any(isinstance(m, FullyShardedDataParallel) for m in model.modules()):
+            return super()._setup_model(model)
+        model = FullyShardedDataParallel(module=model, cpu_offload=self.cpu_offload,
+                                         mixed_precision=self.mixed_precision_config,
+                                         sharding_strategy=self.sharding_strategy, device_id=torch.device("cpu"),
+                                         **self.kwargs)
+        policy = self.kwargs.pop("auto_wrap_policy", None)  # already applied: keep Lightning from warning
+        try:
+            return super()._setup_model(model)
+        finally:
+            if policy is not None:
+                self.kwargs["auto_wrap_policy"] = policy
+
+
+    # Lightning gathers full state dicts with `offload_to_cpu=True`, which crashes (segfault) when the
+    # weights already are on the CPU; there the gather stays where it is. GPUs: Lightning's code.
+    def lightning_module_state_dict(self) -> dict[str, Any]:
+        if self.root_device.type != "cpu" or self._state_dict_type != "full":
+            return super().lightning_module_state_dict()
+        with _full_state_dict_type(self.model, offload_to_cpu=False):
+            return self.model.state_dict()
+
+    def optimizer_state(self, optimizer: Any) -> dict[str, Any]:
+        if self.root_device.type != "cpu" or self._state_dict_type != "full":
+            return super().optimizer_state(optimizer)
+        from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+        from torch.distributed.fsdp import OptimStateKeyType
+
+        optimizer = getattr(optimizer, "_optimizer", optimizer)  # a LightningOptimizer's
+        with _full_state_dict_type(self.model, offload_to_cpu=False):
+            state = FSDP.optim_state_dict(self.model, optimizer)
+            if self.global_rank == 0:  # the standard layout, as Lightning stores it
+                state = FSDP.rekey_optim_state_dict(state, OptimStateKeyType.PARAM_ID, self.model)
+            return state
+
+
+def _full_state_dict_type(root: nn.Module, offload_to_cpu: bool, rank0_only: bool = True):
+    """FSDP's full-state-dict context for `root` (model and optimizer)."""
+    from torch.distributed.fsdp import FullOptimStateDictConfig, FullStateDictConfig, StateDictType
+    from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+
+    return FSDP.state_dict_type(root, StateDictType.FULL_STATE_DICT,
+                                FullStateDictConfig(offload_to_cpu=offload_to_cpu, rank0_only=rank0_only),
+                                FullOptimStateDictConfig(offload_to_cpu=offload_to_cpu, rank0_only=rank0_only))
+
+
+def _register() -> None:
+    """`--trainer.strategy lc4_fsdp` (importing lc4.training, as `lc4 train` does, registers it)."""
+    from pytorch_lightning.strategies import StrategyRegistry
+
+    if LC4FSDPStrategy.strategy_name not in StrategyRegistry:
+        StrategyRegistry.register(LC4FSDPStrategy.strategy_name, LC4FSDPStrategy,
+                                  description="FSDP with lc4's auto-wrap policy (also on CPU with gloo)")
+
+
+_register()
 
 
 def gather_full_state_dict(strategy: Strategy) -> dict[str, torch.Tensor]:
@@ -100,13 +165,11 @@ def gather_full_state_dict(strategy: Strategy) -> dict[str, torch.Tensor]:
     A collective: every rank must call it at the same point; ranks other than 0 get an empty dict.
     Always the full (not sharded) form, whatever `state_dict_type` the checkpoints use.
     """
-    from torch.distributed.fsdp import FullStateDictConfig, StateDictType
     from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
 
     root = strategy.model
     if not isinstance(root, FSDP):
         raise ValueError(f"gather_full_state_dict needs a model wrapped by FSDP, got {type(root).__name__}")
-    config = FullStateDictConfig(offload_to_cpu=True, rank0_only=True)
-    with FSDP.state_dict_type(root, StateDictType.FULL_STATE_DICT, config):
+    with _full_state_dict_type(root, offload_to_cpu=strategy.root_device.type != "cpu"):
         state = root.state_dict()
     return state if strategy.is_global_zero else {}

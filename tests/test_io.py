@@ -7,7 +7,9 @@ cross-checked with independent readers (decord, the ffmpeg binary from imageio-f
 from __future__ import annotations
 
 import os
+import re
 import subprocess
+import sys
 import warnings
 from fractions import Fraction
 from pathlib import Path
@@ -25,6 +27,8 @@ from lc4.io import (
     check_replaceable,
     find_frame_files,
     foreign_entry,
+    frame_times,
+    io_progress,
     iter_frames,
     natural_key,
     probe,
@@ -625,6 +629,144 @@ def test_overwrite_of_a_synthetic_dataset_only_when_lc4_synth_wrote_it(tmp_path)
     with pytest.raises(ValueError, match="mine.mp4, which lc4 did not write"):
         write_dataset(out, 1, seed=2, size=32, num_frames=2, format="png", overwrite=True)
     assert (out / "videos" / "mine.mp4").read_bytes() == b"x"
+
+
+# ------------------------------------------------------------------ containers, VFR, reproducibility (issue 25)
+
+
+def make_vfr(path: Path, pts_ms: list[int], container: str | None = None, size: tuple[int, int] = (48, 64)) -> Path:
+    """An H.264 video whose frames are shown at ``pts_ms`` milliseconds (PyAV only, not lc4.io)."""
+    h, w = size
+    with av.open(str(path), "w", format=container) as c:
+        s = c.add_stream("libx264", rate=25)
+        s.width, s.height, s.pix_fmt = w, h, "yuv420p"
+        s.codec_context.time_base = Fraction(1, 1000)
+        s.time_base = Fraction(1, 1000)
+        for i, t in enumerate(pts_ms):
+            f = av.VideoFrame.from_ndarray(np.full((h, w, 3), (i * 23) % 256, np.uint8), format="rgb24")
+            f.pts, f.time_base = t, Fraction(1, 1000)
+            c.mux(s.encode(f))
+        c.mux(s.encode(None))
+    return path
+
+
+def presentation_times(path: Path) -> list[float]:
+    """Seconds at which each frame is shown, from the packets (PyAV only), first frame at 0."""
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        pts = sorted(p.pts for p in c.demux(s) if p.size and p.pts is not None)
+        return [float((t - pts[0]) * s.time_base) for t in pts]
+
+
+@pytest.mark.parametrize("suffix, audio, mode", [(".mkv", "pcm", "copy"), (".mov", "aac", "copy"), (".mkv", "aac", "copy"),
+                                                 (".mov", "pcm", "aac")])
+def test_writer_writes_mkv_and_mov(tmp_path, clips, source_frames, suffix, audio, mode):
+    out = tmp_path / f"out{suffix}"
+    with VideoWriter(out, fps=NTSC, audio_from=clips[audio]) as w:
+        w.write(source_frames)
+    assert w.audio_mode == mode
+    info = probe(out)
+    assert (info.num_frames, info.frame_rate, info.width, info.height) == (16, NTSC, 64, 48) and info.has_audio
+    with av.open(str(out)) as c:
+        assert c.format.name.split(",")[0] == {".mkv": "matroska", ".mov": "mov"}[suffix]
+        assert c.streams.video[0].codec_context.name == "h264"
+    assert psnr(read_frames(out), source_frames) > 30  # as for MP4: 4:2:0 caps it at ~33 dB
+    assert sorted(p.name for p in tmp_path.iterdir()) == [out.name]
+
+
+@pytest.mark.parametrize("name", ["out.avi", "out.webm", "out.gif", "out.xyz", "out"])
+def test_writer_refuses_suffixes_it_cannot_write(tmp_path, source_frames, name):
+    """Issue 25: `-o out.avi` silently wrote something else; now one clear line, nothing written."""
+    with pytest.raises(ValueError, match=r"cannot write.*\.mp4, \.mkv or \.mov") as e:
+        VideoWriter(tmp_path / name, fps=25)
+    one_line(e, tmp_path / name)
+    assert list(tmp_path.iterdir()) == []
+    with VideoWriter(tmp_path / name, fps=25, container="mp4") as w:  # naming the muxer is allowed
+        w.write(source_frames[:2])
+    assert probe(tmp_path / name).num_frames == 2
+
+
+VFR_MS = [0, 40, 80, 200, 240, 400, 433, 466, 600, 640, 1000, 1040]
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv", ".mov"])
+def test_variable_frame_rate_is_detected_and_kept(tmp_path, suffix):
+    """Issue 25: a VFR input was retimed to a constant rate (the picture drifts from the audio)."""
+    src = make_vfr(tmp_path / "vfr.mp4", VFR_MS)
+    info = probe(src)
+    times = frame_times(src)
+    assert times is not None and times.is_variable(info.frame_rate) and len(times) == len(VFR_MS)
+    assert [round(times.seconds(i), 6) for i in range(len(VFR_MS))] == [t / 1000 for t in VFR_MS]
+    frames = read_frames(src)
+    out = tmp_path / f"out{suffix}"
+    with VideoWriter(out, info.frame_rate, timestamps=times) as w:
+        for f in frames:
+            w.write(f)
+    assert presentation_times(out) == pytest.approx([t / 1000 for t in VFR_MS], abs=1e-3)
+    back = read_frames(out)[:, 0, 0, 0].astype(int)
+    assert np.abs(back - frames[:, 0, 0, 0]).max() <= 3  # the same frames, in order (codec loss only)
+    # without the timestamps the frames are retimed to the nominal rate (what used to happen)
+    with VideoWriter(tmp_path / f"cfr{suffix}", info.frame_rate) as w:
+        w.write(frames)
+    assert presentation_times(tmp_path / f"cfr{suffix}") != pytest.approx([t / 1000 for t in VFR_MS], abs=1e-3)
+    # frames past the timestamps continue with the last frame's duration
+    with VideoWriter(tmp_path / f"more{suffix}", info.frame_rate, timestamps=times) as w:
+        w.write(np.concatenate([frames, frames[:2]]))
+    assert presentation_times(tmp_path / f"more{suffix}")[-3:] == pytest.approx([1.04, 1.08, 1.12], abs=1e-3)
+
+
+def test_constant_rate_sources_are_not_variable(clips, tmp_path):
+    for key in ("aac", "pcm", "silent"):  # MP4 at 30000/1001, MKV (1 ms time base: 33/34 ms steps)
+        times = frame_times(clips[key])
+        assert times is not None and not times.is_variable(probe(clips[key]).frame_rate), key
+    assert frame_times(tmp_path) is None  # frame folders and images carry no timing
+
+
+def _write_in_subprocess(path: Path, frames_file: Path, cpus: int) -> bytes:
+    code = (
+        "import os, sys, numpy as np; from lc4.io import VideoWriter; "
+        f"os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:{cpus}]); "
+        f"f = np.load({str(frames_file)!r}); w = VideoWriter({str(path)!r}, 25, overwrite=True); "
+        "w.write(f); w.close()"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv", ".mov"])
+def test_video_bytes_are_reproducible(tmp_path, clips, source_frames, suffix):
+    """Issue 25: the same frames gave different files. Now the bytes are equal run after run, on
+    any number of CPUs (x264's output depends on its thread count), with no version tag or date."""
+    frames = np.concatenate([source_frames, source_frames[::-1], source_frames])
+
+    def write(name: str, **kw) -> bytes:
+        with VideoWriter(tmp_path / f"{name}{suffix}", fps=NTSC, audio_from=clips["pcm"], **kw) as w:
+            for chunk in iter_chunks(frames, 7):
+                w.write(chunk)
+        return (tmp_path / f"{name}{suffix}").read_bytes()
+
+    first, second = write("a"), write("b")
+    assert first == second
+    assert not re.search(rb"Lav[fc]\d", first)  # no FFmpeg version tags (bit-exact mode)
+    if suffix == ".mp4" and len(os.sched_getaffinity(0)) > 1:
+        np.save(tmp_path / "frames.npy", frames)
+        one_cpu = _write_in_subprocess(tmp_path / f"one{suffix}", tmp_path / "frames.npy", 1)
+        all_cpus = _write_in_subprocess(tmp_path / f"all{suffix}", tmp_path / "frames.npy", 64)
+        assert one_cpu == all_cpus
+
+
+def test_decode_progress_bars_only_while_switched_on(clips, capsys, monkeypatch):
+    import lc4.io.progress as progress
+
+    monkeypatch.setattr(progress, "BAR_DELAY", 0.0)
+    read_frames(clips["aac"])
+    assert "decoding" not in capsys.readouterr().err  # library use stays silent
+    with io_progress() as switch:
+        read_frames(clips["aac"])
+        assert "decoding aac.mp4" in capsys.readouterr().err
+        switch.enabled = False
+        list(iter_frames(clips["aac"]))
+        assert "decoding" not in capsys.readouterr().err
 
 
 def iter_chunks(frames: np.ndarray, size: int):

@@ -1,5 +1,5 @@
-"""Carry the source's audio track into a new MP4: stream copy when MP4 can hold the codec,
-otherwise transcode to AAC.
+"""Carry the source's audio track into a new MP4/MKV/MOV: stream copy when the container can hold
+the codec, otherwise transcode to AAC.
 
 Timing: source time ``video_start + offset`` (``video_start`` = the start time of the source's
 video stream) maps to 0 in the output, so audio stays in sync with frame 0 of the output. The
@@ -16,10 +16,12 @@ import av
 
 from .probe import _short, open_video
 
-__all__ = ["AudioPassthrough", "MP4_COPY_CODECS"]
+__all__ = ["AudioPassthrough", "MP4_COPY_CODECS", "MKV_COPY_CODECS"]
 
-#: Audio codecs copied into MP4 bit-exactly; anything else is transcoded to AAC.
+#: Audio codecs copied into MP4 (and MOV) bit-exactly; anything else is transcoded to AAC.
 MP4_COPY_CODECS = frozenset({"aac", "mp3", "ac3", "eac3", "alac"})
+#: Matroska holds more codecs as they are.
+MKV_COPY_CODECS = MP4_COPY_CODECS | frozenset({"flac", "opus", "vorbis", "pcm_s16le", "pcm_s24le", "pcm_f32le"})
 
 _AAC_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000)
 
@@ -35,6 +37,9 @@ def _nearest_aac_rate(rate: int) -> int:
 class AudioPassthrough:
     """Audio of ``source`` as a stream of ``output``, muxed incrementally (interleaved with video).
 
+    Codecs in ``copy_codecs`` (what the output container holds as is) are stream-copied; others
+    are transcoded to AAC.
+
     Call :meth:`mux_until` as video is written and :meth:`finish` at the end. ``mode`` says
     what happens: ``"copy"``, ``"aac"`` (transcode) or ``None`` (the source has no audio; then
     every method is a no-op).
@@ -46,6 +51,7 @@ class AudioPassthrough:
         output: av.container.OutputContainer,
         offset: float = 0.0,
         aac_bitrate: int = 192_000,
+        copy_codecs: frozenset[str] = MP4_COPY_CODECS,
     ) -> None:
         self.source = Path(source)
         self.mode: str | None = None
@@ -77,7 +83,7 @@ class AudioPassthrough:
         self._cut = self._t0 > audio_start + 1e-6
         codec = ia.codec_context.name
         try:
-            if codec in MP4_COPY_CODECS:
+            if codec in copy_codecs:
                 self._out_stream = output.add_stream_from_template(ia)
                 self.mode = "copy"
             else:
@@ -85,12 +91,13 @@ class AudioPassthrough:
                 layout = _AAC_LAYOUTS.get(ia.codec_context.channels, "stereo")
                 stream = output.add_stream("aac", rate=rate, layout=layout)
                 stream.bit_rate = aac_bitrate
+                stream.codec_context.flags |= av.codec.context.Flags.bitexact  # reproducible bytes
                 self._out_stream = stream
                 self._resampler = av.AudioResampler(format="fltp", layout=layout, rate=rate, frame_size=1024)
                 self.mode = "aac"
         except (av.error.FFmpegError, ValueError) as e:
             self._close_input()
-            raise ValueError(f"{self.source}: cannot carry audio track ({codec}) into MP4 ({_short(e)})") from None
+            raise ValueError(f"{self.source}: cannot carry audio track ({codec}) into the output ({_short(e)})") from None
         self._packets = container.demux(ia)
 
     # ----------------------------------------------------------------------------------

@@ -17,7 +17,8 @@ import av
 
 from .frames import IMAGE_EXTENSIONS, find_frame_files, image_size
 
-__all__ = ["VideoInfo", "probe", "as_frame_rate", "DEFAULT_FPS", "source_kind", "open_video", "video_stream", "frame_rotation"]
+__all__ = ["VideoInfo", "probe", "as_frame_rate", "DEFAULT_FPS", "source_kind", "open_video", "video_stream", "frame_rotation",
+           "FrameTimes", "frame_times"]
 
 #: Frame rate assumed for folders of frames and single images (they carry none).
 DEFAULT_FPS = Fraction(25)
@@ -183,6 +184,72 @@ def _probe_video(p: Path) -> VideoInfo:
         rotation=rotation,
         sample_aspect_ratio=Fraction(sar),
     )
+
+
+@dataclass(frozen=True)
+class FrameTimes:
+    """When each frame of a video is shown: presentation timestamps in display order.
+
+    ``pts`` are in units of ``time_base`` (seconds = ``pts * time_base``), as the source stores
+    them; ``last_duration`` is how long the last frame is shown, in the same units: the gap
+    before it (packet durations are in decode order in MP4, so they cannot say). Pass this to
+    :class:`~lc4.io.VideoWriter` (``timestamps=``) to keep a variable frame rate.
+    """
+
+    pts: tuple[int, ...]
+    time_base: Fraction
+    last_duration: int
+
+    def __len__(self) -> int:
+        return len(self.pts)
+
+    def seconds(self, i: int) -> float:
+        """Start of frame ``i`` in seconds after the first frame (extrapolated past the end)."""
+        n = len(self.pts)
+        if i < n:
+            return float((self.pts[i] - self.pts[0]) * self.time_base)
+        return float((self.pts[-1] - self.pts[0] + (i - n + 1) * self.last_duration) * self.time_base)
+
+    def is_variable(self, rate: Fraction, tolerance: float = 0.25) -> bool:
+        """Whether the frames stray from the constant-rate grid ``i / rate`` by more than
+        ``tolerance`` frames (or than the time base's rounding, whichever is larger)."""
+        if len(self.pts) < 2:
+            return False
+        tol = max(1.5 * float(self.time_base), tolerance / float(rate))
+        step = 1 / float(rate)
+        return any(abs(self.seconds(i) - i * step) > tol for i in range(len(self.pts)))
+
+
+def frame_times(path: str | Path) -> FrameTimes | None:
+    """Presentation timestamps of every frame of a video file, read from the packets (nothing is
+    decoded). ``None`` for frame folders and images, and for streams whose packets carry no
+    timestamps (then only a constant rate is known)."""
+    p = Path(path)
+    if source_kind(p) != "video":
+        return None
+    with open_video(p) as container:
+        stream = video_stream(container, p)
+        tb = stream.time_base
+        if not tb:
+            return None
+        rate = stream.average_rate or stream.guessed_rate or DEFAULT_FPS
+        stamps: list[int] = []
+        try:
+            for packet in container.demux(stream):
+                if packet.size == 0 or packet.is_discard:
+                    continue
+                if packet.pts is None:
+                    return None
+                stamps.append(int(packet.pts))
+        except av.error.FFmpegError as e:
+            raise ValueError(f"{p}: cannot read video ({_short(e)})") from None
+    if not stamps:
+        return None
+    pts = tuple(sorted(stamps))
+    if len(set(pts)) != len(pts):
+        return None  # repeated timestamps: not usable as a timeline
+    last = pts[-1] - pts[-2] if len(pts) > 1 else round(1 / (Fraction(rate) * Fraction(tb)))
+    return FrameTimes(pts=pts, time_base=Fraction(tb), last_duration=max(1, int(last)))
 
 
 def probe(path: str | Path, fps: float | str | Fraction | None = None) -> VideoInfo:

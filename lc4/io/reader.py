@@ -18,6 +18,7 @@ import numpy as np
 
 from .frames import find_frame_files, load_image
 from .probe import _short, frame_rotation, open_video, probe, source_kind, video_stream
+from .progress import progress_bar
 
 __all__ = ["read_frames", "iter_frames", "DEFAULT_MAX_BYTES"]
 
@@ -33,8 +34,11 @@ def _iter_video(p: Path) -> Iterator[np.ndarray]:
         claimed = int(stream.frames or 0)
         first_shape: tuple[int, ...] | None = None
         index = 0
+        bar = progress_bar(claimed, f"decoding {p.name}")
         try:
             for frame in container.decode(stream):
+                if bar is not None:
+                    bar.update(1)
                 arr = frame.to_ndarray(format="rgb24")
                 rotation = frame_rotation(frame)
                 if rotation:
@@ -50,6 +54,9 @@ def _iter_video(p: Path) -> Iterator[np.ndarray]:
                 index += 1
         except av.error.FFmpegError as e:
             raise ValueError(f"{p}: cannot decode video at frame {index} ({_short(e)})") from None
+        finally:
+            if bar is not None:
+                bar.close()
     if index == 0:
         raise ValueError(f"{p}: video has no frames")
     if claimed and index < claimed:
@@ -57,11 +64,22 @@ def _iter_video(p: Path) -> Iterator[np.ndarray]:
 
 
 def _iter_files(files: Sequence[Path]) -> Iterator[np.ndarray]:
-    """Frames from image files, all of the first file's size."""
+    """Frames from image files, all of the first file's size (a progress bar while one is on)."""
+    bar = progress_bar(len(files), f"reading {files[0].parent.name or 'frames'}") if len(files) > 1 else None
+    try:
+        yield from _check_sizes(files, bar)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _check_sizes(files: Sequence[Path], bar) -> Iterator[np.ndarray]:
     first_shape: tuple[int, ...] | None = None
     first_file: Path | None = None
     for f in files:
         arr = load_image(f)
+        if bar is not None:
+            bar.update(1)
         if first_shape is None:
             first_shape, first_file = arr.shape, f
         elif arr.shape != first_shape:

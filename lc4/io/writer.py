@@ -1,8 +1,14 @@
-"""Write frames to an MP4 (H.264) at the source's exact frame rate, with its audio, atomically.
+"""Write frames to an H.264 video (MP4, MKV or MOV) at the source's exact frame rate, or with its
+own frame timestamps (variable frame rate), with its audio, atomically and byte-reproducibly.
 
 Colour: RGB frames are converted to Y'CbCr with the BT.709 matrix, limited range, and the
 stream is tagged BT.709 (primaries, transfer, matrix), which is what players assume for
 sRGB-like content; :func:`lc4.io.read_frames` honours those tags, so a round trip is faithful.
+
+Reproducibility: the same frames give the same bytes on every run and machine with the same
+PyAV/FFmpeg build: x264 runs with a fixed thread count (its output depends on the count, which
+"auto" takes from the CPUs available), and the muxer and encoders run in FFmpeg's bit-exact mode
+(no library version tags, no creation date, no random Matroska UIDs).
 """
 
 from __future__ import annotations
@@ -17,10 +23,32 @@ import numpy as np
 from av.video.reformatter import ColorRange, Colorspace
 
 from .atomic import AtomicOutput, PathLike
-from .audio import AudioPassthrough
-from .probe import DEFAULT_FPS, _short, as_frame_rate
+from .audio import MKV_COPY_CODECS, MP4_COPY_CODECS, AudioPassthrough
+from .probe import DEFAULT_FPS, FrameTimes, _short, as_frame_rate
 
-__all__ = ["VideoWriter", "MAX_DIMENSION"]
+__all__ = ["VideoWriter", "MAX_DIMENSION", "VIDEO_CONTAINERS", "UNSUPPORTED_VIDEO_SUFFIXES", "video_container",
+           "DEFAULT_THREADS"]
+
+#: Output suffix -> FFmpeg muxer, for the containers lc4 writes (all with H.264 video).
+VIDEO_CONTAINERS = {".mp4": "mp4", ".mkv": "matroska", ".mov": "mov"}
+#: Video suffixes lc4 reads but does not write (refused rather than written as something else).
+UNSUPPORTED_VIDEO_SUFFIXES = frozenset({
+    ".avi", ".webm", ".gif", ".m4v", ".wmv", ".flv", ".mpg", ".mpeg", ".ts", ".mts", ".m2ts", ".vob", ".ogv",
+    ".3gp", ".3g2", ".mxf", ".dv", ".y4m", ".h264", ".264", ".hevc", ".rm", ".asf", ".f4v",
+})
+#: x264 threads: fixed, because x264's output depends on its thread count.
+DEFAULT_THREADS = 4
+_COPY_CODECS = {"mp4": MP4_COPY_CODECS, "mov": MP4_COPY_CODECS, "matroska": MKV_COPY_CODECS}
+
+
+def video_container(path: PathLike) -> str:
+    """The FFmpeg muxer for an output video path (``.mp4``, ``.mkv``, ``.mov``), else a one-line ``ValueError``."""
+    suffix = Path(path).suffix.lower()
+    if suffix in VIDEO_CONTAINERS:
+        return VIDEO_CONTAINERS[suffix]
+    kind = "video format" if suffix in UNSUPPORTED_VIDEO_SUFFIXES else "suffix"
+    raise ValueError(f"{path}: lc4 cannot write the {kind} {suffix or '(none)'!r}; write .mp4, .mkv or .mov "
+                     "(H.264) and convert it with ffmpeg if you need another format")
 
 #: Largest frame side libx264 accepts.
 MAX_DIMENSION = 16384
@@ -31,7 +59,7 @@ _AVCOL_RANGE_MPEG = 1
 
 
 class VideoWriter:
-    """Context manager writing ``uint8`` RGB frames to an H.264 MP4, atomically.
+    """Context manager writing ``uint8`` RGB frames to an H.264 MP4/MKV/MOV, atomically.
 
     ``fps`` may be a float, an int, a ``Fraction`` or ``"30000/1001"`` (NTSC floats snap to
     ``k*1000/1001``, see :func:`lc4.io.as_frame_rate`). ``crf`` is x264's constant quality
@@ -40,9 +68,21 @@ class VideoWriter:
     column/row (``odd_size="pad"``, default) or the last one is dropped (``"crop"``);
     ``"yuv444p"`` keeps odd sizes exactly and full-resolution chroma (less widely played).
 
+    The container follows the suffix: ``.mp4``, ``.mkv`` (Matroska) or ``.mov`` (QuickTime), all
+    H.264; any other suffix is a ``ValueError`` (``container=`` names the muxer explicitly).
+
     ``audio_from``: a media file whose first audio track is copied (AAC, MP3, AC-3, E-AC-3,
-    ALAC) or transcoded to AAC; source time ``audio_offset`` seconds (after its video start)
-    lines up with this video's first frame, and the track is cut where the video ends.
+    ALAC; MKV also FLAC, Opus, Vorbis, PCM) or transcoded to AAC; source time ``audio_offset``
+    seconds (after its video start) lines up with this video's first frame, and the track is cut
+    where the video ends.
+
+    ``timestamps``: a :class:`~lc4.io.FrameTimes` (from :func:`lc4.io.frame_times`) giving each
+    frame's presentation time, for variable-frame-rate sources: frame ``i`` is shown at
+    ``timestamps.seconds(i)`` instead of ``i / fps`` (frames past its end continue with its last
+    frame duration). ``fps`` is then only the nominal (average) rate.
+
+    ``threads`` is x264's thread count, fixed (default 4) so that the same frames give the same
+    bytes on every machine; the muxer runs bit-exact (no creation time or version tags).
 
     The file is written to a hidden temporary beside ``path`` and renamed when
     :meth:`close` succeeds; on an exception inside ``with`` (or :meth:`abort`) the temporary is
@@ -65,8 +105,19 @@ class VideoWriter:
         overwrite: bool = False,
         inputs: Iterable[PathLike] = (),
         faststart: bool = True,
+        timestamps: FrameTimes | None = None,
+        threads: int = DEFAULT_THREADS,
+        container: str | None = None,
     ) -> None:
         self.frame_rate = as_frame_rate(fps)
+        if container is None:
+            container = video_container(path)
+        elif container not in _COPY_CODECS:
+            raise ValueError(f"container must be one of {sorted(_COPY_CODECS)}, got {container!r}")
+        if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or not 1 <= threads <= 64:
+            raise ValueError(f"threads must be an integer in [1, 64], got {threads!r}")
+        if timestamps is not None and (len(timestamps) == 0 or timestamps.last_duration <= 0):
+            raise ValueError("timestamps must hold at least one frame and a positive last duration")
         if isinstance(crf, bool) or not isinstance(crf, (int, np.integer)) or not 0 <= crf <= 51:
             raise ValueError(f"crf must be an integer in [0, 51], got {crf!r}")
         if pixel_format not in _PIXEL_FORMATS:
@@ -87,6 +138,9 @@ class VideoWriter:
         self.audio_offset = float(audio_offset)
         self.sample_aspect_ratio = Fraction(sample_aspect_ratio) if sample_aspect_ratio else None
         self.faststart = faststart
+        self.container_format = container
+        self.timestamps = timestamps
+        self.threads = int(threads)
         all_inputs = [*inputs] + ([self.audio_from] if self.audio_from is not None else [])
         self._atomic = AtomicOutput(path, overwrite=overwrite, inputs=all_inputs)
         self.path = self._atomic.path
@@ -94,6 +148,7 @@ class VideoWriter:
         self._stream = None
         self._audio: AudioPassthrough | None = None
         self._input_size: tuple[int, int] | None = None  # (H, W) of the frames given
+        self._durations: dict[int, int] = {}  # pts -> duration, source timestamps only
         self.frames_written = 0
         self.closed = False
 
@@ -124,17 +179,27 @@ class VideoWriter:
         eh, ew = self._encoded_size(height, width)
         if eh < 1 or ew < 1:
             raise ValueError(f"frame size {width}x{height} is too small to encode with odd_size='crop'")
-        options = {"movflags": "+faststart"} if self.faststart else {}
+        options = {"fflags": "+bitexact"}  # no encoder version tag, creation time or random UIDs
+        if self.faststart and self.container_format in ("mp4", "mov"):
+            options["movflags"] = "+faststart"
         try:
-            container = av.open(str(self._atomic.tmp), mode="w", format="mp4", options=options)
+            container = av.open(str(self._atomic.tmp), mode="w", format=self.container_format, options=options)
         except av.error.FFmpegError as e:
             raise ValueError(f"{self.path}: cannot open for writing ({_short(e)})") from None
+        container.metadata.clear()
         self._container = container
         stream = container.add_stream("libx264", rate=self.frame_rate)
         stream.width, stream.height = ew, eh
         stream.pix_fmt = self.pixel_format
         stream.options = {"crf": str(self.crf), "preset": self.preset}
         cc = stream.codec_context
+        # x264's bitstream depends on its thread count; "auto" would take it from the CPUs available
+        cc.thread_type = "FRAME"
+        cc.thread_count = self.threads
+        cc.flags |= av.codec.context.Flags.bitexact
+        if self.timestamps is not None:
+            cc.time_base = self.timestamps.time_base
+            stream.time_base = self.timestamps.time_base
         cc.colorspace = _AVCOL_BT709
         cc.color_primaries = _AVCOL_BT709
         cc.color_trc = _AVCOL_BT709
@@ -143,7 +208,8 @@ class VideoWriter:
             cc.sample_aspect_ratio = self.sample_aspect_ratio
         self._stream = stream
         if self.audio_from is not None:
-            self._audio = AudioPassthrough(self.audio_from, container, offset=self.audio_offset)
+            self._audio = AudioPassthrough(self.audio_from, container, offset=self.audio_offset,
+                                           copy_codecs=_COPY_CODECS[self.container_format])
 
     def _prepare(self, frame: np.ndarray) -> np.ndarray:
         h, w = frame.shape[:2]
@@ -183,14 +249,45 @@ class VideoWriter:
                     dst_colorspace=Colorspace.ITU709,
                     dst_color_range=ColorRange.MPEG,
                 )
-                vf.pts = self.frames_written
-                vf.time_base = 1 / self.frame_rate
-                self._container.mux(self._stream.encode(vf))
+                if self.timestamps is not None:
+                    vf.pts = self._vfr_pts(self.frames_written)
+                    vf.time_base = self.timestamps.time_base
+                    self._durations[vf.pts] = self._vfr_pts(self.frames_written + 1) - vf.pts
+                else:
+                    vf.pts = self.frames_written
+                    vf.time_base = 1 / self.frame_rate
+                self._mux_video(self._stream.encode(vf))
                 self.frames_written += 1
                 if self._audio is not None:
-                    self._audio.mux_until(self.frames_written / float(self.frame_rate), self._container)
+                    self._audio.mux_until(self._time(self.frames_written), self._container)
         except av.error.FFmpegError as e:
-            raise
+            raise ValueError(f"{self.path}: cannot encode frame {self.frames_written} ({_short(e)})") from None
+
+    def _mux_video(self, packets: list[av.Packet]) -> None:
+        """Mux encoded packets; with source timestamps each carries its frame's own duration, so the
+        last frame lasts as long as in the source."""
+        assert self._container is not None
+        if self.timestamps is not None:
+            for packet in packets:
+                duration = self._durations.pop(packet.pts, None) if packet.pts is not None else None
+                if duration:
+                    packet.duration = duration
+        self._container.mux(packets)
+
+    def _vfr_pts(self, i: int) -> int:
+        """Output pts of frame ``i`` in the source's time base, starting at 0."""
+        t = self.timestamps
+        assert t is not None
+        n = len(t.pts)
+        if i < n:
+            return t.pts[i] - t.pts[0]
+        return t.pts[-1] - t.pts[0] + (i - n + 1) * t.last_duration
+
+    def _time(self, i: int) -> float:
+        """Start of frame ``i`` (the end of frame ``i - 1``) in seconds of output time."""
+        if self.timestamps is not None:
+            return float(self._vfr_pts(i) * self.timestamps.time_base)
+        return i / float(self.frame_rate)
 
     def close(self) -> Path:
         """Flush the encoder, finish the audio, and move the file to its final name."""
@@ -201,9 +298,9 @@ class VideoWriter:
             raise ValueError(f"{self.path}: no frames were written; nothing to save")
         assert self._container is not None and self._stream is not None
         try:
-            self._container.mux(self._stream.encode(None))
+            self._mux_video(self._stream.encode(None))
             if self._audio is not None:
-                self._audio.finish(self.frames_written / float(self.frame_rate), self._container)
+                self._audio.finish(self._time(self.frames_written), self._container)
             self._container.close()
         except av.error.FFmpegError as e:
             self.abort()

@@ -44,6 +44,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--long", action="store_true", help="long-video mode: slow motion, shapes leave and return")
     p.add_argument("--shapes", type=_shape_range, default=(1, 3), metavar="N|MIN-MAX",
                    help="shapes per video (default 1-3)")
+    p.add_argument("--colors-named", choices=("all", "some", "none"), default="all",
+                   help="which colours the captions name: all; some (the free-colour split: some shapes' colours, "
+                   "sometimes the background's, are left to the model); none")
+    p.add_argument("--free-fraction", type=float, default=0.0,
+                   help="mix: this share of the videos from the free-colour split, the rest named (default 0)")
     p.add_argument("--format", choices=("mp4", "png"), default="mp4", help="mp4 (H.264 4:4:4) or png frame folders")
     p.add_argument("--fps", type=float, default=8.0, help="frame rate written to MP4 files (default 8)")
     p.add_argument("--overwrite", action="store_true", help="replace OUT_DIR if it exists")
@@ -66,6 +71,8 @@ def run(args: argparse.Namespace) -> int:
             num_shapes=tuple(args.shapes),
             long=args.long,
             fps=args.fps,
+            free_fraction=args.free_fraction,
+            colors_named=args.colors_named,
             overwrite=args.overwrite,
         )
     except (ValueError, FileExistsError, FileNotFoundError) as e:

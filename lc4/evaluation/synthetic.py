@@ -3,7 +3,9 @@
 The questions the benchmark is built to answer: does the model give each shape the colour the
 sentence names (instance colour accuracy, chance 1/8), does it *follow* the sentence (swap two
 colour words: do the two shapes swap colours?), and does it keep colours stable over a long
-video (hue spread, CDC)? Held-out seeds start at `HELD_OUT_SEED`, a range no training config
+video (hue spread, CDC)? On the free-colour split (`evaluate_free_synthetic`), where some colours
+are left to the model, does it choose once and keep the choice (flip rates, seam changes), and are
+its choices real colours that vary from video to video (commitment)? Held-out seeds start at `HELD_OUT_SEED`, a range no training config
 uses (training draws seeds from 0 upwards, validation from 5·10⁶).
 """
 
@@ -18,8 +20,10 @@ import torch
 from lc4.color import recombine_luminance, to_grey
 from lc4.data.synthetic import BACKGROUND_PALETTE, SyntheticVideo, generate_video, swap_caption_colors, to_pixel_values
 from lc4.metrics import cdc, hue_spread, instance_color_accuracy, psnr
+from lc4.metrics.free_color import FreeColorScores, commitment_scores, free_color_scores
 
-__all__ = ["HELD_OUT_SEED", "SyntheticScores", "held_out_video", "evaluate_synthetic", "background_accuracy",
+__all__ = ["HELD_OUT_SEED", "SyntheticScores", "FreeScores", "held_out_video", "evaluate_synthetic",
+           "evaluate_free_synthetic", "background_accuracy",
            "pipeline_colorizer", "reconstruct", "reconstruction_scores"]
 
 HELD_OUT_SEED = 900_000
@@ -48,9 +52,11 @@ class SyntheticScores:
 
 
 def held_out_video(index: int, num_frames: int = 8, size: int = 64, num_shapes: tuple[int, int] = (1, 2),
-                   long: bool = False) -> SyntheticVideo:
-    """The `index`-th held-out benchmark video (seed `HELD_OUT_SEED + index`)."""
-    return generate_video(HELD_OUT_SEED + index, num_frames=num_frames, size=size, num_shapes=num_shapes, long=long)
+                   long: bool = False, colors_named: str = "all") -> SyntheticVideo:
+    """The `index`-th held-out benchmark video (seed `HELD_OUT_SEED + index`); `colors_named="some"`
+    gives its free-colour version (same pixels, some colours left out of the caption)."""
+    return generate_video(HELD_OUT_SEED + index, num_frames=num_frames, size=size, num_shapes=num_shapes, long=long,
+                          colors_named=colors_named)
 
 
 def _pool(results: list) -> tuple[float, list[float]]:
@@ -109,6 +115,88 @@ def evaluate_synthetic(
     )
 
 
+@dataclass
+class FreeScores:
+    """Free-colour scores over `videos` held-out free videos, each colorized with every seed of `seeds`.
+
+    Flip rates pool (frame, unnamed shape) pairs over videos and seeds; `*_std` is the spread over
+    the seeds' pooled values. `named_accuracy` scores the shapes these captions still name.
+    """
+
+    videos: int
+    seeds: list[int]
+    num_frames: int
+    clip_frames: int
+    flip_rate_clip: float
+    flip_rate_video: float
+    seam_change_rate: float
+    inner_change_rate: float
+    flip_rate_clip_std: float
+    flip_rate_video_std: float
+    seam_change_rate_std: float
+    chroma_ratio: float
+    entropy: float
+    grey_share: float
+    commitment: float
+    seed_agreement: float | None
+    named_accuracy: float
+    choices: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def evaluate_free_synthetic(
+    colorize: Callable[..., np.ndarray],
+    videos: int = 16,
+    *,
+    seeds: tuple[int, ...] = (0, 1),
+    num_frames: int = 8,
+    size: int = 64,
+    num_shapes: tuple[int, int] = (1, 2),
+    long: bool = False,
+    clip_frames: int = 8,
+    first: int = 0,
+    palette_size: int = 8,
+) -> FreeScores:
+    """Run `colorize(grey, caption, seed=s)` on held-out free-colour videos and score the free choices.
+
+    Every video is colorized once per seed of `seeds` (a choice should vary with the seed as well as
+    the video: the seed agreement says how often it does not). `clip_frames` sets the clips whose
+    seams and majorities the flip rates use (the model's N^f).
+    """
+    per_seed: dict[int, FreeColorScores] = {s: FreeColorScores() for s in seeds}
+    named = []
+    for k in range(first, first + videos):
+        video = held_out_video(k, num_frames, size, num_shapes, long, colors_named="some")
+        grey = to_grey(video.rgb)
+        for s in seeds:
+            pred = colorize(grey, video.caption, seed=s)
+            per_seed[s] += free_color_scores(pred, video.masks, video.unnamed, clip_frames=clip_frames)
+            kept = [i for i in range(video.num_instances) if video.named[i]]
+            if kept:
+                named.append(instance_color_accuracy(pred, video.masks[:, kept], [video.instance_colors[i] for i in kept],
+                                                     return_details=True))
+    total = sum(per_seed.values(), FreeColorScores())
+    commit = commitment_scores(total.choices, total.chroma_ratios, palette_size,
+                               per_seed=[per_seed[s].choices for s in seeds])
+
+    def spread(attr: str) -> float:
+        values = [v for v in (getattr(per_seed[s], attr) for s in seeds) if np.isfinite(v)]
+        return float(np.std(values)) if len(values) > 1 else float("nan")
+
+    return FreeScores(
+        videos=videos, seeds=list(seeds), num_frames=num_frames, clip_frames=clip_frames,
+        flip_rate_clip=total.flip_rate_clip, flip_rate_video=total.flip_rate_video,
+        seam_change_rate=total.seam_change_rate, inner_change_rate=total.inner_change_rate,
+        flip_rate_clip_std=spread("flip_rate_clip"), flip_rate_video_std=spread("flip_rate_video"),
+        seam_change_rate_std=spread("seam_change_rate"),
+        chroma_ratio=commit.chroma_ratio, entropy=commit.entropy, grey_share=commit.grey_share,
+        commitment=commit.commitment, seed_agreement=commit.seed_agreement,
+        named_accuracy=_pool(named)[0], choices=commit.counts,
+    )
+
+
 def background_accuracy(pred: np.ndarray, video: SyntheticVideo):
     """Per frame, is the mean (a, b) of the pixels no shape covers nearest the named background colour?"""
     return instance_color_accuracy(pred, ~video.masks.any(axis=1, keepdims=True), [video.background_color],
@@ -117,11 +205,14 @@ def background_accuracy(pred: np.ndarray, video: SyntheticVideo):
 
 def pipeline_colorizer(pipe, *, steps: int = 20, guidance: float = 4.5, seed: int = 0, **options: Any
                        ) -> Callable[[np.ndarray, str], np.ndarray]:
-    """`evaluate_synthetic`'s `colorize` for an `LC4Pipeline` (options: fusion, window, weighting, …)."""
+    """`evaluate_synthetic`'s `colorize` for an `LC4Pipeline` (options: fusion, window, weighting, …);
+    `colorize(grey, caption, seed=s)` overrides the seed (the free-colour evaluation's seeds)."""
+    default_seed = seed
 
-    def colorize(grey: np.ndarray, caption: str) -> np.ndarray:
-        return pipe(grey, caption, num_inference_steps=steps, guidance_scale=guidance, seed=seed,
-                    resolution=grey.shape[1], progress=False, **options).frames
+    def colorize(grey: np.ndarray, caption: str, seed: int | None = None) -> np.ndarray:
+        return pipe(grey, caption, num_inference_steps=steps, guidance_scale=guidance,
+                    seed=default_seed if seed is None else seed, resolution=grey.shape[1], progress=False,
+                    **options).frames
 
     return colorize
 

@@ -18,10 +18,8 @@ from .psnr import psnr, psnr_per_frame
 from .ssim import ssim, ssim_per_frame
 from .warp import warp_error, warp_error_per_pair, warp_frame
 
-try:  # written separately; optional until it lands
-    from .instance import hue_spread, instance_color_accuracy
-except ImportError:  # pragma: no cover - depends on the other module's presence
-    pass
+from .free_color import commitment_scores, free_color_scores
+from .instance import hue_spread, instance_color_accuracy
 
 __all__ = [
     "cdc",
@@ -57,6 +55,8 @@ __all__ = [
     "warp_error",
     "warp_error_per_pair",
     "warp_frame",
+    "instance_color_accuracy",
+    "hue_spread",
+    "free_color_scores",
+    "commitment_scores",
 ]
-if "instance_color_accuracy" in globals():
-    __all__ += ["instance_color_accuracy", "hue_spread"]

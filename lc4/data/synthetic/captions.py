@@ -1,8 +1,10 @@
-"""Captions that name every shape's colour and the background's.
+"""Captions that name the shapes' colours and the background's, or leave some of them unnamed.
 
 A caption is fully determined by a :class:`CaptionLayout` (template, the order shapes are
 mentioned in, and how they are joined) plus the shape names and colour names, so the same
-sentence can be re-rendered with other colours (see ``swap_caption_colors``).
+sentence can be re-rendered with other colours (see ``swap_caption_colors``). In the free-colour
+split (:mod:`.naming`) a shape whose colour is left unnamed is mentioned by its noun alone
+("a ring") and an unnamed background is "a background": the colour is then the model's choice.
 """
 
 from __future__ import annotations
@@ -58,18 +60,27 @@ def _join(phrases: Sequence[str], joiner: str) -> str:
     return ", ".join(phrases[:-1]) + " and " + phrases[-1]
 
 
-def make_caption(shapes: Sequence[str], colors: Sequence[str], background: str, layout: CaptionLayout) -> str:
-    """Render the caption for instances ``shapes`` with ``colors`` on a ``background`` colour."""
+def make_caption(shapes: Sequence[str], colors: Sequence[str], background: str, layout: CaptionLayout,
+                 named: Sequence[bool] | None = None, background_named: bool = True) -> str:
+    """Render the caption for instances ``shapes`` with ``colors`` on a ``background`` colour.
+
+    ``named[i]`` false leaves shape i's colour out of the sentence; ``background_named`` false
+    says "a background" (both default to naming every colour).
+    """
     if len(shapes) != len(colors):
         raise ValueError(f"need one colour per shape: {len(shapes)} shapes, {len(colors)} colours")
+    named = [True] * len(shapes) if named is None else [bool(k) for k in named]
+    if len(named) != len(shapes):
+        raise ValueError(f"need one naming flag per shape: {len(shapes)} shapes, {len(named)} flags")
     if sorted(layout.order) != list(range(len(shapes))):
         raise ValueError(f"layout order {layout.order} is not a permutation of {len(shapes)} instances")
     if not 0 <= layout.template < len(CAPTION_TEMPLATES):
         raise ValueError(f"template index must be in [0, {len(CAPTION_TEMPLATES) - 1}], got {layout.template}")
-    phrases = [with_article(f"{colors[i]} {shapes[i]}") for i in layout.order]
+    phrases = [with_article(f"{colors[i]} {shapes[i]}" if named[i] else shapes[i]) for i in layout.order]
     joiner = JOINERS[layout.joiner]
     be = "is" if len(shapes) == 1 or (joiner == "next to" and len(shapes) == 2) else "are"
     text = CAPTION_TEMPLATES[layout.template].format(
-        objects=_join(phrases, joiner), background=with_article(f"{background} background"), be=be
+        objects=_join(phrases, joiner), background=with_article(f"{background} background" if background_named
+                                                               else "background"), be=be
     )
     return text

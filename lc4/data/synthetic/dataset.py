@@ -7,6 +7,9 @@ as the manifest datasets: ``{"pixel_values": (F, 3, H, W) float32 in [-1, 1] RGB
 ``with_masks=True`` adds ``"shape_mask"`` ``(F, H, W)`` float32 (1 on any shape's visible
 pixels), ``"instance_masks"`` ``(F, max shapes, H, W)`` (zero for absent slots) and
 ``"instance_words"`` (``"red star;blue circle"``), for the shape-weighted and grounding losses.
+``free_fraction`` mixes in the free-colour split (:mod:`.naming`): item ``k`` is a free video
+(some colours left unnamed in its caption) with that probability, drawn from its seed.
+``colors_named`` sets the mode of every item instead ("all", "some", "none").
 ``twins=True`` adds the clip's colour twin, ``"twin_pixel_values"`` / ``"twin_caption"`` (and
 ``"twin_instance_words"`` with masks): the same grey clip with :func:`twin_colors` and the caption
 to match, so a training step can contrast the two. Everything else for evaluation comes from
@@ -23,6 +26,7 @@ import torch
 from einops import rearrange
 from torch.utils.data import Dataset
 
+from .naming import is_free_item
 from .palette import BACKGROUND_PALETTE, SHAPE_PALETTE, Palette
 from .video import SyntheticVideo, _shape_count_range, generate_video, resolve_num_frames, swap_caption_colors
 
@@ -50,6 +54,8 @@ class SyntheticVideoDataset(Dataset):
         background_palette: Palette = BACKGROUND_PALETTE,
         with_masks: bool = False,
         twins: bool = False,
+        free_fraction: float = 0.0,
+        colors_named: str = "all",
     ) -> None:
         if isinstance(num_videos, bool) or not isinstance(num_videos, (int, np.integer)) or num_videos < 1:
             raise ValueError(f"num_videos must be a positive integer, got {num_videos!r}")
@@ -65,8 +71,14 @@ class SyntheticVideoDataset(Dataset):
         self.background_palette = background_palette
         self.with_masks = bool(with_masks)
         self.twins = bool(twins)
+        is_free_item(0, free_fraction)  # validates it
+        if free_fraction and colors_named != "all":
+            raise ValueError("give free_fraction (a named/free mix) or colors_named (one mode), not both")
+        self.free_fraction = float(free_fraction)
+        self.colors_named = colors_named
         # Validate the remaining arguments now (one cheap frame), not in a loader worker later.
-        generate_video(self.seed_offset, 1, size, num_shapes, palette, long, background_palette=background_palette)
+        generate_video(self.seed_offset, 1, size, num_shapes, palette, long, background_palette=background_palette,
+                       colors_named=colors_named)
 
     def __len__(self) -> int:
         return self.num_videos
@@ -88,7 +100,14 @@ class SyntheticVideoDataset(Dataset):
             long=self.long,
             background_palette=self.background_palette,
             instance_colors=instance_colors,
+            colors_named=self.naming_mode(index),
         )
+
+    def naming_mode(self, index: int) -> str:
+        """The naming mode of item ``index``: ``colors_named``, or the named/free draw of its seed."""
+        if self.free_fraction:
+            return "some" if is_free_item(self.seed(index), self.free_fraction) else "all"
+        return self.colors_named
 
     def twin(self, index: int) -> SyntheticVideo:
         """Item ``index`` re-rendered with its :func:`twin_colors` (same grey clip, other caption)."""
@@ -113,8 +132,9 @@ class SyntheticVideoDataset(Dataset):
 
 
 def instance_words(video: SyntheticVideo) -> str:
-    """Each instance's caption words, "colour noun" joined by ";" (a string, so batches collate)."""
-    return ";".join(f"{c} {s}" for c, s in zip(video.instance_colors, video.shapes))
+    """Each instance's caption words, "colour noun" (or the noun alone when its colour is unnamed)
+    joined by ";" (a string, so batches collate)."""
+    return ";".join(f"{c} {s}" if k else s for c, s, k in zip(video.instance_colors, video.shapes, video.named))
 
 
 def mask_items(video: SyntheticVideo, slots: int) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from .background import Texture, sample_texture
 from .captions import CaptionLayout, make_caption, sample_layout
 from .motion import Trajectory, sample_trajectory
 from .palette import BACKGROUND_PALETTE, MAX_TEXTURE_AMPLITUDE, SHAPE_PALETTE, Palette, lab_to_srgb_uint8
+from .naming import Naming, draw_naming
 from .luminance import grey_level, grey_of_uint8, lock_grey
 from .shapes import SHAPE_NAMES, coverage
 
@@ -49,7 +50,8 @@ class SyntheticVideo:
     ``rgb`` and ``grey`` are ``(T, H, W, 3)`` uint8 (``grey`` is the Lab-L grey of ``rgb``,
     :func:`lc4.color.to_grey`); ``masks`` is ``(T, n, H, W)`` bool, the visible pixels of each
     instance after occlusion (instance ``n-1`` is in front). Instance ``i`` is a
-    ``instance_colors[i]`` ``shapes[i]``.
+    ``instance_colors[i]`` ``shapes[i]``. ``named[i]`` false: the caption leaves that colour to
+    the model (the free-colour split, :mod:`.naming`); the same for ``background_named``.
     """
 
     rgb: np.ndarray
@@ -63,6 +65,21 @@ class SyntheticVideo:
     caption_layout: CaptionLayout = field(default_factory=lambda: CaptionLayout(0, ()))
     texture: str = ""
     long: bool = False
+    named: list[bool] = field(default_factory=list)  # empty = every shape named
+    background_named: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.named:
+            self.named = [True] * len(self.shapes)
+
+    @property
+    def naming(self) -> Naming:
+        return Naming(tuple(self.named), self.background_named)
+
+    @property
+    def unnamed(self) -> list[int]:
+        """Indices of the shapes whose colour the caption does not name."""
+        return [i for i, k in enumerate(self.named) if not k]
 
     @property
     def num_frames(self) -> int:
@@ -167,13 +184,16 @@ def generate_video(
     instance_colors: Sequence[str] | None = None,
     background_color: str | None = None,
     supersample: int = 4,
+    colors_named: str = "all",
 ) -> SyntheticVideo:
     """Generate one video, fully determined by its arguments.
 
     ``num_frames`` defaults to 8 (or 256 with ``long=True``: slow motion over the whole video,
     shapes leave and come back). ``num_shapes`` is a count or an inclusive ``(min, max)``.
     ``instance_colors`` / ``background_color`` override the drawn colours without changing
-    anything else (same shapes, motion, texture and caption layout).
+    anything else (same shapes, motion, texture and caption layout). ``colors_named`` ("all",
+    "some", "none", :func:`~.naming.draw_naming`) picks which colours the caption names; it
+    changes the caption only, never the pixels.
     """
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
@@ -193,6 +213,7 @@ def generate_video(
     cells = rng.permutation(9)[:n]
     trajectories = [sample_trajectory(rng, size, T, long, int(c)) for c in cells]
     layout = sample_layout(rng, n)
+    naming = draw_naming(int(seed), n, colors_named)
 
     if instance_colors is not None:
         colors = _check_colors(instance_colors, palette, n, "instance_colors")
@@ -213,11 +234,13 @@ def generate_video(
         instance_colors=colors,
         background_color=background,
         shapes=shapes,
-        caption=make_caption(shapes, colors, background, layout),
+        caption=make_caption(shapes, colors, background, layout, naming.shapes, naming.background),
         seed=int(seed),
         caption_layout=layout,
         texture=texture.kind,
         long=bool(long),
+        named=list(naming.shapes),
+        background_named=naming.background,
     )
 
 
@@ -226,7 +249,8 @@ def caption_with_colors(video: SyntheticVideo, instance_colors: Sequence[str], b
     if len(instance_colors) != video.num_instances:
         raise ValueError(f"video has {video.num_instances} instance(s), got {len(instance_colors)} colour(s)")
     bg = video.background_color if background_color is None else background_color
-    return make_caption(video.shapes, list(instance_colors), bg, video.caption_layout)
+    return make_caption(video.shapes, list(instance_colors), bg, video.caption_layout, video.named,
+                        video.background_named)
 
 
 def swap_caption_colors(video: SyntheticVideo, i: int, j: int) -> tuple[str, list[str]]:

@@ -26,6 +26,7 @@ import numpy as np
 
 from lc4.io import VideoWriter, atomic_output, check_output_path, write_png_folder
 
+from .naming import draw_naming, is_free_item
 from .palette import BACKGROUND_L, BACKGROUND_PALETTE, SHAPE_L, SHAPE_PALETTE, Palette
 from .video import MAX_SIZE, MIN_SIZE, generate_video, resolve_num_frames
 
@@ -60,12 +61,15 @@ def write_dataset(
     palette: Palette = SHAPE_PALETTE,
     background_palette: Palette = BACKGROUND_PALETTE,
     progress: Callable[[int, int], None] | None = None,
+    free_fraction: float = 0.0,
+    colors_named: str = "all",
 ) -> Path:
     """Generate ``num_videos`` videos (seeds ``seed .. seed + num_videos - 1``) into ``out_dir``.
 
     Returns the final folder. Raises ``FileExistsError`` if it exists and not ``overwrite``
     (checked before any work), ``ValueError`` for out-of-range arguments. ``progress(done,
-    total)`` is called after each video.
+    total)`` is called after each video. ``free_fraction`` / ``colors_named`` choose which colours
+    the captions name, as in :class:`~.dataset.SyntheticVideoDataset` (the free-colour split).
     """
     if format not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
@@ -78,6 +82,10 @@ def write_dataset(
     if not (isinstance(fps, (int, float)) and 0 < fps <= 240):
         raise ValueError(f"fps must be in (0, 240], got {fps!r}")
     T = resolve_num_frames(num_frames, long)
+    if free_fraction and colors_named != "all":
+        raise ValueError("give free_fraction (a named/free mix) or colors_named (one mode), not both")
+    is_free_item(0, free_fraction)  # validates it
+    draw_naming(0, 1, colors_named)  # validates it
     out = check_output_path(out_dir, overwrite=overwrite, directory=True)
 
     with atomic_output(out, overwrite=overwrite, directory=True) as tmp:
@@ -87,8 +95,10 @@ def write_dataset(
         rows: list[dict[str, str]] = []
         meta: list[dict[str, Any]] = []
         for k in range(int(num_videos)):
+            mode = ("some" if is_free_item(int(seed) + k, free_fraction) else "all") if free_fraction else colors_named
             v = generate_video(
-                int(seed) + k, T, size, num_shapes, palette, long, background_palette=background_palette
+                int(seed) + k, T, size, num_shapes, palette, long, background_palette=background_palette,
+                colors_named=mode,
             )
             name = f"{k:06d}"
             video_rel, grey_rel, mask_rel = f"videos/{name}{suffix}", f"grey/{name}{suffix}", f"masks/{name}.npz"
@@ -106,6 +116,8 @@ def write_dataset(
                     "shapes": v.shapes,
                     "instance_colors": v.instance_colors,
                     "background_color": v.background_color,
+                    "named": v.named,
+                    "background_named": v.background_named,
                     "texture": v.texture,
                     "num_frames": v.num_frames,
                     "size": v.size,

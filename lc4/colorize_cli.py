@@ -12,6 +12,7 @@ import argparse
 import hashlib
 import json
 import logging
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,9 @@ log = logging.getLogger("lc4")
 DEMO_MODEL = Path(__file__).resolve().parent / "assets" / "demo-model"
 DEFAULT_MODEL = "demo"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
+VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov")  # H.264 in MP4, Matroska, QuickTime (lc4.io.VIDEO_CONTAINERS)
+DEMO_WARNING = ("the demo model was trained only on procedural shapes and colours real films poorly; "
+                "for real footage pass --model path/to/sd15-or-lc4")
 LATENT_MULTIPLE = 8  # every SD-family VAE downsamples by 8
 
 
@@ -39,11 +43,14 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                    "(inclusive frame numbers, END may be open: '121-: ...')")
     p.add_argument("--prompts", default=None, help="batch mode: JSON or CSV mapping video name -> prompt")
     p.add_argument("--output", "-o", required=True,
-                   help="output .mp4 (H.264, source fps and audio kept), a folder for PNG frames, or an image file "
-                   "(.png/.jpg) for a single-image input; batch: a folder")
+                   help="output video .mp4/.mkv/.mov (H.264, source frame timing and audio kept), a folder for PNG "
+                   "frames (no suffix, or ending in /), or an image file (.png/.jpg) for a single-image input; "
+                   "batch: a folder")
     p.add_argument("--format", choices=["auto", "mp4", "png", "both"], default="auto",
-                   help="auto: mp4 when --output ends in .mp4, one image when it ends in an image suffix, "
-                   "else PNG frames; both: OUT.mp4 and the folder OUT/")
+                   help="auto: a video when --output ends in .mp4/.mkv/.mov, one image when it ends in an image "
+                   "suffix, PNG frames when it has no suffix or ends in /, any other suffix is refused; mp4: a video "
+                   "(OUT.mp4 unless OUT ends in .mkv/.mov); png: PNG frames in the folder OUT; both: the video and "
+                   "the folder OUT/")
     p.add_argument("--model", default=DEFAULT_MODEL,
                    help="L-C4 folder or hub id; an SD1.5 diffusers folder or single-file checkpoint (untrained L-C4 "
                    "around it); 'demo' = the shipped demo model; 'random-tiny' = random weights")
@@ -106,6 +113,8 @@ def check_options(args: argparse.Namespace) -> None:
         raise ValueError(f"--crf must be in 0..51, got {args.crf}")
     if not np.isfinite(args.guidance):
         raise ValueError(f"--guidance must be a finite number, got {args.guidance}")
+    if args.guidance < 0:
+        raise ValueError(f"--guidance must be >= 0 (1 turns guidance off; 4.5 is the default), got {args.guidance}")
     import diffusers
 
     if not args.scheduler.endswith("Scheduler") or getattr(diffusers, args.scheduler, None) is None:
@@ -125,20 +134,26 @@ class Job:
     frame_rate: Any
     has_audio: bool
     sample_aspect_ratio: Any = 1
+    timestamps: Any = None  # lc4.io.FrameTimes of a variable-frame-rate input, else None
 
     @property
-    def mp4(self) -> Path:
-        return self.output if self.output.suffix.lower() == ".mp4" else self.output.with_suffix(".mp4")
+    def video(self) -> Path:
+        """The video output: --output itself when it ends in .mp4/.mkv/.mov, else OUT.mp4."""
+        return self.output if self.output.suffix.lower() in VIDEO_SUFFIXES else self.output.with_suffix(".mp4")
+
+    @property
+    def mp4(self) -> Path:  # the earlier name of `video`
+        return self.video
 
     @property
     def png(self) -> Path:
-        return self.output.with_suffix("") if self.output.suffix.lower() == ".mp4" else self.output
+        return self.output.with_suffix("") if self.output.suffix.lower() in VIDEO_SUFFIXES else self.output
 
     @property
     def targets(self) -> list[Path]:
         if self.fmt == "image":
             return [self.output]
-        return ([self.mp4] if self.fmt in ("mp4", "both") else []) + ([self.png] if self.fmt in ("png", "both") else [])
+        return ([self.video] if self.fmt in ("mp4", "both") else []) + ([self.png] if self.fmt in ("png", "both") else [])
 
     @property
     def state_file(self) -> Path:
@@ -146,12 +161,31 @@ class Job:
         return first.with_name(f".{first.name}.lc4-resume.pt")
 
 
-def output_format(requested: str, output: Path) -> str:
-    """mp4 | png | both | image, from --format and the output's suffix."""
+def output_format(requested: str, output: Path, folder: bool = False) -> str:
+    """mp4 (a video file) | png | both | image, from --format and the output's suffix.
+
+    ``folder``: the user marked the output as a folder (a trailing slash). A suffix that names no
+    output lc4 writes is refused, never silently turned into a folder of PNG frames.
+    """
+    from .io import UNSUPPORTED_VIDEO_SUFFIXES
+
+    suffix = output.suffix.lower()
+    if requested == "png":
+        return "png"
+    writable = "write .mp4, .mkv or .mov (H.264) and convert it with ffmpeg if you need another format"
+    if suffix in UNSUPPORTED_VIDEO_SUFFIXES and not folder:
+        raise ValueError(f"--output {output}: lc4 cannot write {suffix} video; {writable}")
     if requested != "auto":
         return requested
-    suffix = output.suffix.lower()
-    return "mp4" if suffix == ".mp4" else "image" if suffix in IMAGE_SUFFIXES else "png"
+    if suffix in VIDEO_SUFFIXES:
+        return "mp4"
+    if suffix in IMAGE_SUFFIXES:
+        return "image"
+    if not suffix or folder or output.is_dir():
+        return "png"
+    raise ValueError(f"--output {output}: unknown suffix {suffix!r}; give a video (.mp4, .mkv, .mov), an image "
+                     "(.png, .jpg) for a single frame, or a folder for PNG frames (no suffix, a trailing /, or "
+                     "--format png)")
 
 
 def plan_job(input_path: Path, prompts: list[str], output: Path, args: argparse.Namespace,
@@ -165,7 +199,8 @@ def plan_job(input_path: Path, prompts: list[str], output: Path, args: argparse.
 
     info = probe(input_path)
     parse_prompt_schedule(prompts if len(prompts) > 1 else prompts[0], info.num_frames)
-    fmt = output_format(args.format, output)
+    raw = str(getattr(args, "output", ""))
+    fmt = output_format(args.format, output, folder=raw.endswith(("/", os.sep)) and Path(raw) == output)
     if fmt == "image" and info.num_frames != 1:
         raise ValueError(f"--output {output} names one image but {input_path} has {info.num_frames} frames: "
                          "give a .mp4 or a folder")
@@ -174,7 +209,20 @@ def plan_job(input_path: Path, prompts: list[str], output: Path, args: argparse.
     for target in job.targets:
         check_output_path(target, overwrite=args.overwrite, inputs=[input_path, *inputs],
                           directory=target == job.png and fmt in ("png", "both"))
+    if info.kind == "video" and fmt != "image":  # one pass over the packets, nothing decoded
+        job.timestamps = variable_timestamps(input_path, info.frame_rate)
+        if job.timestamps is not None and fmt == "png":
+            log.warning("%s has a variable frame rate; PNG frames carry no timing, so it is lost (write .mp4, .mkv "
+                        "or .mov to keep the source's timestamps)", input_path.name)
     return job
+
+
+def variable_timestamps(path: Path, rate: Any):
+    """The frame timestamps of a variable-frame-rate video (to keep them in the output), else None."""
+    from .io import frame_times
+
+    times = frame_times(path)
+    return times if times is not None and times.is_variable(rate) else None
 
 
 def load_pipeline(model: str, device: str, dtype: str, scheduler: str, trust_checkpoint: bool = False):
@@ -292,7 +340,35 @@ def pipeline_kwargs(pipe, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def colorize_job(pipe, job: Job, args: argparse.Namespace) -> Path:
-    """Colorize one planned job to its outputs (mp4, png folder, both, or one image), resumably."""
+    """Colorize one planned job to its outputs (video, png folder, both, or one image), resumably.
+
+    Progress (unless --quiet): a bar while the input is decoded, the denoising bar, then a bar
+    while the output frames are decoded and written (each appears after a second).
+    """
+    from .io import io_progress
+
+    with io_progress(not args.quiet) as reading:
+        return _colorize_job(pipe, job, args, reading)
+
+
+def _progress(chunks: Iterable[np.ndarray], total: int, desc: str, enabled: bool) -> Iterator[np.ndarray]:
+    """Pass chunks through, counting their frames on a tqdm bar (shown after a second; off with --quiet)."""
+    from .io import progress_bar
+
+    bar = None
+    try:
+        for chunk in chunks:
+            if bar is None:  # made with the first frames: no idle bar above the denoising one
+                bar = progress_bar(total, desc, force=enabled)
+            yield chunk
+            if bar is not None:
+                bar.update(len(chunk))
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _colorize_job(pipe, job: Job, args: argparse.Namespace, reading) -> Path:
     from PIL import Image
 
     from .io import VideoWriter, atomic_output, write_png_folder
@@ -300,9 +376,15 @@ def colorize_job(pipe, job: Job, args: argparse.Namespace) -> Path:
     check_prompt_lengths(pipe, [*job.prompts, args.negative_prompt], args.truncate_prompt)
     key = job_key(args, job)
     resume = None if args.no_resume else load_state(job.state_file, key, args.steps)
+    save = state_saver(job.state_file, key)
+
+    def after_step(step: int, t: Any, latents: torch.Tensor) -> None:
+        save(step, t, latents)
+        reading.enabled = False  # the input was read; from now on the writing bar counts the frames
+
     chunks = pipe.colorize_chunks(str(job.input), job.prompts if len(job.prompts) > 1 else job.prompts[0],
-                                  callback=state_saver(job.state_file, key), resume_latents=resume,
-                                  **pipeline_kwargs(pipe, args))
+                                  callback=after_step, resume_latents=resume, **pipeline_kwargs(pipe, args))
+    chunks = _progress(chunks, job.num_frames, f"writing {job.targets[0].name}", not args.quiet)
     if job.fmt == "image":
         frame = np.concatenate(list(chunks))[0]
         with atomic_output(job.output, overwrite=args.overwrite, inputs=[job.input]) as tmp:
@@ -311,9 +393,9 @@ def colorize_job(pipe, job: Job, args: argparse.Namespace) -> Path:
         write_png_folder(chunks, job.png, overwrite=args.overwrite, inputs=[job.input])
     else:
         audio = job.input if job.has_audio else None
-        with VideoWriter(job.mp4, job.frame_rate, crf=args.crf, pixel_format=args.pixel_format, audio_from=audio,
+        with VideoWriter(job.video, job.frame_rate, crf=args.crf, pixel_format=args.pixel_format, audio_from=audio,
                          sample_aspect_ratio=job.sample_aspect_ratio, overwrite=args.overwrite,
-                         inputs=[job.input]) as writer:
+                         inputs=[job.input], timestamps=job.timestamps) as writer:
             if job.fmt == "both":  # streamed to both outputs: no full-length frame buffer
                 write_png_folder(_tee(chunks, writer), job.png, overwrite=args.overwrite, inputs=[job.input])
             else:
@@ -388,6 +470,8 @@ def run(args: argparse.Namespace) -> int:
     if not jobs:
         print("nothing to do: every output exists (use --overwrite to redo)")
         return 0
+    if args.model == DEFAULT_MODEL and DEMO_MODEL.is_dir():
+        log.warning(DEMO_WARNING)  # once per command, also in batch mode
     pipe = load_pipeline(args.model, args.device, args.dtype, args.scheduler, args.trust_checkpoint)
     if not args.quiet:
         log.info("%s; device %s, dtype %s", describe_backend(pipe.device), pipe.device, args.dtype)

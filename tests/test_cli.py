@@ -297,6 +297,9 @@ def error_cases(tmp_path_factory, media) -> list[tuple[str, list[str], str]]:
         ("batch names nothing", [str(d), "--prompts", str(d / "names.json"), "--output", str(d / "batch"), *FAST],
          "none of the 1 names"),
         ("no cuda", [mp4, "--output", out, *ok, "--device", "cuda"], "CUDA is not available"),
+        ("negative guidance", [mp4, "--output", out, *ok, "--guidance", "-1"], r"--guidance must be >= 0 .*got -1"),
+        ("avi output", [mp4, "--output", str(d / "o.avi"), *ok], r"cannot write \.avi video; write \.mp4, \.mkv or \.mov"),
+        ("unknown suffix", [mp4, "--output", str(d / "o.mp5"), *ok], r"unknown suffix '\.mp5'"),
     ]
 
 
@@ -435,6 +438,134 @@ def test_synth_overwrite_refuses_a_foreign_folder(tmp_path, monkeypatch, capsys)
     monkeypatch.chdir(home)
     assert lc4_main(["synth", str(home), "--num-videos", "1", "--size", "32", "--frames", "2", "--overwrite"]) == 2
     assert "current working folder" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- containers, VFR, reproducibility,
+# progress, demo warning, checkpoints (issue 25)
+
+
+def test_video_containers_and_refused_suffixes(tmp_path, media, capsys, monkeypatch):
+    args = ["colorize", str(media["mp4"]), "--prompt", "a red car", *FAST, "--steps", "1"]
+    assert lc4_main([*args, "-o", str(tmp_path / "out.mkv")]) == 0
+    info = probe(tmp_path / "out.mkv")
+    assert (info.num_frames, info.frame_rate, info.width, info.height, info.audio_codec) == (12, FPS, 48, 32, "aac")
+    with av.open(str(tmp_path / "out.mkv")) as c:
+        assert c.format.name.startswith("matroska")
+    assert lc4_main([*args, "-o", str(tmp_path / "both.mov"), "--format", "both"]) == 0
+    assert probe(tmp_path / "both.mov").num_frames == 12 and probe(tmp_path / "both").num_frames == 12
+    # a suffix lc4 does not write never becomes a PNG folder (before: out.avi/ held PNGs)
+    import lc4.colorize_cli as cc
+
+    monkeypatch.setattr(cc, "load_pipeline", lambda *a, **k: pytest.fail("the model was loaded"))
+    for name in ("out.avi", "out.webm", "results.v2"):
+        assert lc4_main([*args, "-o", str(tmp_path / name)]) == 1
+        _check_one_line(capsys.readouterr().err, "cannot write|unknown suffix")
+        assert not (tmp_path / name).exists()
+    # a folder whose name has a dot: say so with a trailing slash or --format png
+    monkeypatch.undo()
+    assert lc4_main([*args, "-o", str(tmp_path / "results.v2") + "/"]) == 0
+    assert lc4_main([*args, "-o", str(tmp_path / "frames.v3"), "--format", "png"]) == 0
+    assert len(list((tmp_path / "results.v2").glob("*.png"))) == 12 == len(list((tmp_path / "frames.v3").glob("*.png")))
+
+
+def write_vfr(path: Path, pts_ms: list[int]) -> Path:
+    """Grey H.264 frames shown at `pts_ms` milliseconds: a variable frame rate (PyAV only)."""
+    frames = grey_frames(len(pts_ms))
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=25)
+        s.width, s.height, s.pix_fmt = 48, 32, "yuv420p"
+        s.codec_context.time_base = s.time_base = Fraction(1, 1000)
+        for f, t in zip(frames, pts_ms):
+            vf = av.VideoFrame.from_ndarray(f, format="rgb24")
+            vf.pts, vf.time_base = t, Fraction(1, 1000)
+            c.mux(s.encode(vf))
+        c.mux(s.encode(None))
+    return path
+
+
+def shown_at(path: Path) -> list[float]:
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        pts = sorted(p.pts for p in c.demux(s) if p.size and p.pts is not None)
+    return [float((t - pts[0]) * s.time_base) for t in pts]
+
+
+def test_variable_frame_rate_input_keeps_its_timestamps(tmp_path, caplog):
+    """Issue 25: VFR input came out retimed to a constant rate (the picture drifted from the audio)."""
+    pts_ms = [0, 40, 80, 200, 240, 400, 500, 540, 580, 900]
+    src = write_vfr(tmp_path / "vfr.mp4", pts_ms)
+    args = ["colorize", str(src), "--prompt", "a red car", *FAST, "--steps", "1"]
+    assert lc4_main([*args, "-o", str(tmp_path / "out.mp4")]) == 0
+    assert shown_at(tmp_path / "out.mp4") == pytest.approx([t / 1000 for t in pts_ms], abs=1e-3)
+    with caplog.at_level("WARNING", logger="lc4"):
+        assert lc4_main([*args, "-o", str(tmp_path / "frames")]) == 0
+    assert "variable frame rate; PNG frames carry no timing" in caplog.text
+
+
+def test_same_seed_gives_the_same_video_bytes(tmp_path, media):
+    """Issue 25: two identical runs gave different MP4 files (the PNG frames were equal)."""
+    args = ["colorize", str(media["mp4"]), "--prompt", "a red car", *FAST, "--steps", "1", "--format", "both"]
+    assert lc4_main([*args, "-o", str(tmp_path / "a.mp4")]) == 0
+    assert lc4_main([*args, "-o", str(tmp_path / "b.mp4")]) == 0
+    assert (tmp_path / "a.mp4").read_bytes() == (tmp_path / "b.mp4").read_bytes()
+    assert np.array_equal(png_folder(tmp_path / "a"), png_folder(tmp_path / "b"))
+
+
+def test_progress_bars_for_decoding_and_writing_unless_quiet(tmp_path, media, capsys, monkeypatch):
+    import lc4.io.progress as progress
+
+    monkeypatch.setattr(progress, "BAR_DELAY", 0.0)  # the bars wait a second: these runs are shorter
+    args = ["colorize", str(media["mp4"]), "--prompt", "a red car", "--model", "random-tiny", "--steps", "1",
+            "--resolution", "32"]
+    assert lc4_main([*args, "-o", str(tmp_path / "loud.mp4")]) == 0
+    err = capsys.readouterr().err
+    assert "decoding grey.mp4:   0%|          | 0/12" in err and "writing loud.mp4:   0%|          | 0/12" in err
+    assert err.count("decoding grey.mp4:   0%") == 1  # the second read is counted by the writing bar
+    assert lc4_main([*args, "-o", str(tmp_path / "quiet.mp4"), "--quiet"]) == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_demo_model_warns_once_that_it_knows_only_procedural_shapes(tmp_path, media, monkeypatch, caplog):
+    import lc4.colorize_cli as cc
+
+    def stop(*a, **k):
+        raise ValueError("stopped before loading")
+
+    monkeypatch.setattr(cc, "load_pipeline", stop)
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    for name in ("a", "b", "c"):
+        (clips / f"{name}.mp4").write_bytes(media["mp4"].read_bytes())
+    table = tmp_path / "p.json"
+    table.write_text(json.dumps({"a": "a red car", "b": "a blue car", "c": "a green car"}))
+    with caplog.at_level("WARNING", logger="lc4"):
+        assert lc4_main(["colorize", str(clips), "--prompts", str(table), "-o", str(tmp_path / "out"), "--quiet"]) == 1
+    warnings = [r.getMessage() for r in caplog.records if "demo model" in r.getMessage()]
+    assert len(warnings) == 1 and "\n" not in warnings[0]
+    assert "trained only on procedural shapes" in warnings[0] and "--model path/to/sd15-or-lc4" in warnings[0]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="lc4"):
+        lc4_main(["colorize", str(media["mp4"]), "--prompt", "a", "-o", str(tmp_path / "x.mp4"), *FAST])
+    assert "demo model" not in caplog.text  # not for other models
+
+
+def test_untrusted_pickle_checkpoint_points_to_trust_checkpoint(tmp_path, media, capsys):
+    """Issue 25: a .ckpt refused as not weights-only must tell the user about --trust-checkpoint."""
+    import pickle
+
+    # refused for a global torch reports on a later line, and for a pickle instruction it does not run
+    (tmp_path / "global.ckpt").write_bytes(pickle.dumps({"state_dict": {}, "f": os.getcwd}, protocol=2))
+    (tmp_path / "protocol0.ckpt").write_bytes(pickle.dumps({"state_dict": {"w": 1}}, protocol=0))
+    (tmp_path / "damaged.ckpt").write_bytes(b"definitely not a pickle")
+    for name, expected in (("global", "--trust-checkpoint"), ("protocol0", "--trust-checkpoint"),
+                           ("damaged", "not a readable PyTorch checkpoint")):
+        code = lc4_main(["colorize", str(media["mp4"]), "--prompt", "a", "-o", str(tmp_path / "o.mp4"), "--quiet",
+                         "--model", str(tmp_path / f"{name}.ckpt")])
+        err = capsys.readouterr().err
+        assert code == 1
+        _check_one_line(err, expected)
+        if name == "damaged":
+            assert "trust-checkpoint" not in err
 
 
 # --------------------------------------------------------------------------- strips

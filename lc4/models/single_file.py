@@ -38,7 +38,7 @@ logger = logging.getLogger(__name__)
 SAFETENSORS_SUFFIXES = (".safetensors",)
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
 POSITION_IDS_KEY = "embeddings.position_ids"
-TRUST_HINT = "pass trust_pickle=True (CLI: --trust-checkpoint) only if you trust where the file came from"
+TRUST_HINT = "pass --trust-checkpoint (Python: trust_pickle=True) only if you trust where the file came from"
 
 
 class UntrustedCheckpointError(ValueError):
@@ -87,17 +87,45 @@ def _read_safetensors(path: Path) -> dict[str, Tensor]:
 
 
 def _unpickling_detail(message: str) -> str:
-    """The useful line of torch's weights-only refusal (e.g. which global was refused)."""
+    """The useful line of torch's weights-only refusal (e.g. which global was refused), not its
+    generic preamble ("Weights only load failed. In PyTorch 2.6, ...")."""
     _, marker, tail = message.partition("WeightsUnpickler error:")
-    for line in (tail if marker else message).splitlines():
-        if line.strip():
-            return line.strip().split(". Please use")[0]
+    lines = [line.strip() for line in (tail if marker else message).splitlines() if line.strip()]
+    specific = [line for line in lines if not line.startswith(("Weights only load failed", "Check the documentation"))]
+    for line in specific or lines:
+        return line.split(". Please use")[0]
     return "unknown reason"
 
 
-def _needs_full_unpickling(detail: str) -> bool:
-    """Whether a weights-only refusal is about Python objects (globals), not a damaged file."""
-    return "GLOBAL" in detail or "allowlisted" in detail or "add_safe_globals" in detail
+def _needs_full_unpickling(detail: str, path: Path | None = None) -> bool:
+    """Whether a weights-only refusal is about what the pickle holds (Python objects, or pickle
+    instructions only a full unpickler runs), not a damaged file."""
+    if "GLOBAL" in detail or "allowlisted" in detail or "add_safe_globals" in detail:
+        return True
+    return path is not None and _is_well_formed_pickle(path)
+
+
+def _is_well_formed_pickle(path: Path) -> bool:
+    """Whether the checkpoint's pickle parses to its end, read with `pickletools` (which only
+    decodes the instructions and never runs them): then the weights-only refusal was about its
+    content, and full unpickling (--trust-checkpoint) could read it; else the file is damaged."""
+    import pickletools
+    import zipfile
+
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                name = next((n for n in archive.namelist() if n.endswith("data.pkl")), None)
+                if name is None:
+                    return False
+                data = archive.read(name)
+        else:
+            data = path.read_bytes()[: 64 * 1024**2]
+        for _ in pickletools.genops(data):
+            pass
+        return True
+    except Exception:  # noqa: BLE001 - anything that does not parse is "damaged"
+        return False
 
 
 def _read_pickle(path: Path, *, trust_pickle: bool) -> Any:
@@ -108,7 +136,7 @@ def _read_pickle(path: Path, *, trust_pickle: bool) -> Any:
     except pickle.UnpicklingError as err:
         detail = _unpickling_detail(str(err))
         if not trust_pickle:
-            if _needs_full_unpickling(detail):
+            if _needs_full_unpickling(detail, path):
                 raise UntrustedCheckpointError(
                     f"{path.name} contains Python objects beyond tensors and needs full unpickling, "
                     f"which can run arbitrary code ({detail}); prefer a .safetensors file, or {TRUST_HINT}"

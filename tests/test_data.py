@@ -25,6 +25,7 @@ from lc4.data.manifest import (
     write_manifest,
 )
 from lc4.data.video_clips import (
+    TooManyUnreadableError,
     VideoClipDataset,
     clip_rng,
     frame_window,
@@ -37,11 +38,12 @@ FPS = 12
 LEVEL = 10  # grey level step per frame: frame i is filled with i * LEVEL
 
 
-def write_video(path: Path, n_frames: int = 24, h: int = 48, w: int = 64, fps: int = FPS) -> Path:
+def write_video(path: Path, n_frames: int = 24, h: int = 48, w: int = 64, fps: int = FPS,
+                container_format: str | None = None) -> Path:
     """Lossless H.264 whose frame i is uniformly grey at i * LEVEL (so pixels reveal the index)."""
     import av
 
-    with av.open(str(path), "w") as container:
+    with av.open(str(path), "w", format=container_format) as container:
         stream = container.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
         stream.options = {"crf": "0", "preset": "ultrafast"}
@@ -71,6 +73,7 @@ def media(tmp_path_factory) -> Path:
     (root / "random.mp4").write_bytes(np.random.default_rng(0).bytes(3000))
     good = (root / "long.mp4").read_bytes()
     (root / "truncated.mp4").write_bytes(good[: len(good) // 2])
+    write_video(root / "long.h264", n_frames=24, container_format="h264")  # raw H.264: decord cannot open it
     return root
 
 
@@ -413,6 +416,82 @@ def test_all_corrupt_raises_a_clear_error(media: Path) -> None:
     ds = VideoClipDataset(path, num_frames=2, resolution=16)
     with pytest.raises(ValueError, match="all 2 videos of VideoClipDataset are unreadable"):
         ds[0]
+
+
+def test_too_many_unreadable_videos_raise_a_clear_error(media: Path) -> None:
+    """Skipping has a limit: more than max_unreadable_fraction of the (at least unreadable_min_tried)
+    distinct videos tried unreadable is an error naming them, not a run on what is left."""
+    rows = ["random.mp4,bad,,", "truncated.mp4,bad,,"] + [f"long.mp4,good{i},," for i in range(6)]
+    path = write_csv(media / "limit.csv", rows)
+    ds = VideoClipDataset(path, num_frames=2, resolution=16, unreadable_min_tried=4)
+    with pytest.raises(TooManyUnreadableError, match=r"2 of the \d+ videos tried so far are unreadable") as err:
+        for i in range(len(ds)):
+            ds[(i, 0)]
+    assert "random.mp4" in str(err.value) and "max_unreadable_fraction = 5 %" in str(err.value)
+    assert isinstance(err.value, ValueError)
+    # the share is of what was tried so far: good videos first, 2 of 8 stays within a 30 % limit;
+    # and below unreadable_min_tried nothing is judged yet (the bad ones first: 2 of 2)
+    late = write_csv(media / "limit_late.csv", rows[2:] + rows[:2])
+    for manifest, kwargs in ((late, dict(max_unreadable_fraction=0.3, unreadable_min_tried=4)),
+                             (path, dict(unreadable_min_tried=20))):
+        ok = VideoClipDataset(manifest, num_frames=2, resolution=16, **kwargs)
+        assert all(ok[(i, 0)]["caption"].startswith("good") for i in range(len(ok)))
+        assert ok.num_skipped == 2 and ok.num_tried == 8 and ok.unreadable_error() is None
+    # raise_on_limit=False (what VideoDataModule sets under LC4Module) only reports it
+    quiet = VideoClipDataset(path, num_frames=2, resolution=16, unreadable_min_tried=4)
+    quiet.raise_on_limit = False
+    for i in range(len(quiet)):
+        quiet[(i, 0)]
+    assert "2 of the 8 videos tried so far are unreadable (25.0 %" in quiet.unreadable_error()
+    with pytest.raises(TooManyUnreadableError):
+        quiet.check_unreadable()
+    for bad in (-0.1, 1.5):
+        with pytest.raises(ValueError, match="max_unreadable_fraction"):
+            VideoClipDataset(path, max_unreadable_fraction=bad)
+        with pytest.raises(ValueError, match="max_unreadable_fraction"):
+            VideoDataModule(train_manifest=str(path), max_unreadable_fraction=bad)
+
+
+def test_datamodule_passes_the_unreadable_limit_and_leaves_it_to_lc4_module(media: Path) -> None:
+    path = write_csv(media / "limit_dm.csv", ["long.mp4,a,,", "sub/clip.mp4,b,,"])
+    dm = VideoDataModule(train_manifest=str(path), num_frames=2, resolution=16, batch_size=1, num_workers=0,
+                         max_unreadable_fraction=0.25)
+    dm.setup("fit")
+    assert dm.train_dataset.max_unreadable_fraction == 0.25
+    dm.train_dataloader()
+    assert dm.train_dataset.raise_on_limit  # no trainer: the dataset raises itself
+    dm.trainer = types.SimpleNamespace(lightning_module=types.SimpleNamespace(checks_unreadable_data=True),
+                                       distributed_sampler_kwargs=None)
+    dm.train_dataloader()
+    assert not dm.train_dataset.raise_on_limit  # the module checks it, every rank agreeing
+
+
+def test_videos_decord_cannot_read_are_read_with_pyav(media: Path, monkeypatch) -> None:
+    """A raw H.264 stream (decord fails to open it) gives the same clip as the MP4 of the same frames;
+    with decord failing on everything, PyAV reads the MP4 as decord does; a file neither reads is skipped."""
+    import decord
+
+    raw = write_csv(media / "raw.csv", ["long.h264,a,,"])
+    mp4 = write_csv(media / "mp4.csv", ["long.mp4,a,,"])
+    with pytest.raises(Exception):
+        decord.VideoReader(str(media / "long.h264"))
+    from_raw, from_mp4 = (VideoClipDataset(m, num_frames=4, resolution=16, stride=(1, 4)) for m in (raw, mp4))
+    for epoch in range(3):
+        a, b = from_raw[(0, epoch)], from_mp4[(0, epoch)]
+        assert a["index"] == 0 and from_raw.num_skipped == 0
+        assert frame_ids(a["pixel_values"]).tolist() == frame_ids(b["pixel_values"]).tolist()
+    with_decord = [from_mp4[(0, e)]["pixel_values"] for e in range(3)]
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("decord: cannot open")
+
+    monkeypatch.setattr(decord, "VideoReader", broken)
+    pyav_only = VideoClipDataset(mp4, num_frames=4, resolution=16, stride=(1, 4))
+    for e in range(3):
+        torch.testing.assert_close(pyav_only[(0, e)]["pixel_values"], with_decord[e], atol=2 / 127.5, rtol=0)
+    both = write_csv(media / "both_bad.csv", ["random.mp4,x,,", "long.mp4,y,,"])
+    ds = VideoClipDataset(both, num_frames=2, resolution=16)
+    assert ds[0]["index"] == 1 and ds.skipped_paths == [str(media / "random.mp4")]
 
 
 def test_start_after_the_end_of_the_video_is_skipped(media: Path) -> None:

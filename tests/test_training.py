@@ -574,6 +574,33 @@ def test_ema_follows_its_recursion_once_per_optimizer_step(tmp_path: Path) -> No
     assert_same_tensors(module.ema_state_dict(), expected, atol=1e-6)
 
 
+def test_resumed_ema_follows_its_parameters_to_their_device() -> None:
+    """Lightning restores a checkpoint (on_load_checkpoint) before it moves the module to the GPU; the
+    EMA restored on the CPU must follow the parameters, not mix devices at the next update. The `meta`
+    device stands in for the GPU here."""
+    decay = 0.5
+    module = tiny_module(stage=2, ema_decay=decay)
+    saved = {n: p.detach().clone() + 1.0 for n, p in module.trainable_named_parameters()}
+    module.on_load_checkpoint({"lc4_ema": saved, "state_dict": {}})  # restore first, on the CPU ...
+    assert {v.device.type for v in module.ema_state_dict().values()} == {"cpu"}
+    module.to("meta")  # ... then Lightning's move to the device
+    module.update_ema()
+    ema = module.ema_state_dict()
+    assert ema.keys() == saved.keys()
+    assert {v.device.type for v in ema.values()} == {"meta"} and {v.dtype for v in ema.values()} == {torch.float32}
+    # the recursion itself, on the CPU: a restored EMA moved by align_ema, then one update
+    module = tiny_module(stage=2, ema_decay=decay)
+    module.on_load_checkpoint({"lc4_ema": {n: v.half() for n, v in saved.items()}, "state_dict": {}})
+    module.align_ema()
+    assert {v.dtype for v in module.ema_state_dict().values()} == {torch.float32}
+    module.update_ema()
+    expected = {n: decay * saved[n].half().float() + (1 - decay) * p.detach() for n, p in module.trainable_named_parameters()}
+    assert_same_tensors(module.ema_state_dict(), expected, atol=1e-6)
+    module.to("meta")
+    module.align_ema()  # at the start of fit, after the move
+    assert {v.device.type for v in module.ema_state_dict().values()} == {"meta"}
+
+
 def test_accumulation_and_clipping_reach_the_trainer(tmp_path: Path) -> None:
     cfg = tiny_config(tmp_path, steps=2, trainer={"accumulate_grad_batches": 2, "gradient_clip_val": 1e-3})
     cli = LC4CLI(LC4Module, VideoDataModule, args=["--config", str(cfg)], run=False,

@@ -257,7 +257,7 @@ class ClipDataset(Dataset):
         bad, tried = self.num_skipped, self.num_tried
         if not bad or tried < self.unreadable_min_tried or bad <= self.max_unreadable_fraction * tried:
             return None
-        paths = self.skipped_paths
+        paths = list(dict.fromkeys(self.skipped_paths))  # a file may be listed more than once
         shown = ", ".join(paths[:3]) + (", ..." if len(paths) > 3 else "")
         return (f"{bad} of the {tried} {self.media_kind}s tried so far are unreadable ({100 * bad / tried:.1f} %, "
                 f"more than max_unreadable_fraction = {100 * self.max_unreadable_fraction:g} %), e.g. {shown}; "
@@ -307,6 +307,8 @@ class ClipDataset(Dataset):
                 if self.raise_on_limit:
                     self.check_unreadable()
                 continue
+            if self.raise_on_limit and bool(self._bad.any()):  # a good read also changes the share
+                self.check_unreadable()
             sample["index"] = candidate
             return sample
         shown = ", ".join(self.skipped_paths[:3])

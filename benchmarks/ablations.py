@@ -1,30 +1,31 @@
-"""The paper's ablations at toy scale, on the procedural benchmark (numbers for docs/results.md).
+"""L-C4's ablations on the L-C4 demo recipe and the free-colour benchmark (numbers for docs/results.md).
 
-Trained variants, each with the narrow demo recipe's stage-1/2 budget and its stage-0 VAE, per training
-seed (--seeds; the seed draws the random start, the data order and the noise):
-  full      — TDA + CMPF, the narrow demo recipe (configs/demo/stage1.yaml, stage2.yaml); --full
-              names an already trained seed 0 instead (the table in docs/results.md used the
-              demo model of that recipe, shipped until the tenth attempt)
-  no_tda    — fixed-location temporal attention instead of TDA (stages 1 and 2)
-  no_cmpf   — no CMPF: stage 1 alone, for the stage-1 + stage-2 step count (its own lr schedule)
-Inference variants of the first seed's full model on long videos (T = --long-frames):
-  no_ccf    — clip by clip          sliding — sliding instead of skip windows
-  averaging — direct averaging of overlapping clips instead of distance weighting
+Every trained variant re-runs the recipe's video stage (configs/demo/lc4_stage1_video.yaml: 8-frame
+clips, half of the captions free-colour) from the same image-stage export (--image, which holds the
+one stage-0 VAE), with the same optimizer-step budget, once per training seed (--seeds):
+  full         TDA + CMPF trained jointly (the recipe); --full names seed 0's run of the recipe itself
+  no_tda       w/o TDA: fixed-location temporal attention (AnimateDiff-style) instead
+  no_temporal  no temporal layer at all: every frame is coloured on its own
+  no_cmpf      w/o CMPF: the UNet alone
+Inference variants of every seed's full model, on long free-colour videos (T = --long-frames):
+  ccf_exact (the paper's CCF), ccf_bounded (noise predictions only), clip_by_clip, sliding (sliding
+  instead of skip windows), averaging (direct averaging instead of distance weights)
 
-    python benchmarks/ablations.py --train --seeds 0 1       # train every variant and seed, then measure
-    python benchmarks/ablations.py --train no_tda --seeds 1 --train-only   # one job (run two at once)
-    python benchmarks/ablations.py --seeds 0 1 --variants no_tda --no-report   # measure some (cached)
-    python benchmarks/ablations.py --seeds 0 1                # measure what is not cached, write the table
-    python benchmarks/ablations.py --inference-only   # only the full model's CCF variants (no training)
+    python benchmarks/ablations.py --train --seeds 0 1 --full runs/lc4_stage1_video/export
+    python benchmarks/ablations.py --train no_tda --seeds 1 --train-only     # one job (run two at once)
+    python benchmarks/ablations.py --seeds 0 1 --variants no_tda --no-report  # measure some (cached)
+    python benchmarks/ablations.py --seeds 0 1 --full runs/lc4_stage1_video/export   # the table
 
 Writes runs/ablations/results.json, the table between the markers in docs/results.md and the
-picture docs/images/ablations.png (one long held-out clip, every variant).
+pictures docs/images/ablations.png (one long free-colour clip, every variant) and
+docs/images/free_long.png (clip by clip against CCF: the strip and an unnamed shape's hue over time).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -37,135 +38,118 @@ from lc4.training.stage_configs import derive_stage_config
 
 ROOT = Path(__file__).resolve().parents[1]
 BEGIN, END = "<!-- ablations:begin -->", "<!-- ablations:end -->"
-TRAINED = {
-    # the full model is trained here too, unless --full names seed 0's (the narrow recipe's demo model)
-    "full": {"model_config": None, "stage2": True},
-    "no_tda": {"model_config": {"temporal": {"kind": "temporal_attention"}}, "stage2": True},
-    # the same optimizer-step budget as full (steps1 + steps2), all of it stage 1, with its own lr
-    # schedule over that length (an earlier driver continued full's stage 1 with the schedule
-    # restarted at its peak rate, which mostly measured the restart: docs/results.md)
-    "no_cmpf": {"model_config": {"cmpf": {"enabled": False}}, "stage2": False, "stage1_takes_stage2_steps": True},
+VIDEO_STAGE = ROOT / "configs/demo/lc4_stage1_video.yaml"
+TRAINED = {  # name: (model config changes, training-module argument changes)
+    "full": (None, None),
+    "no_tda": ({"temporal": {"kind": "temporal_attention"}}, None),
+    "no_temporal": ({"temporal": {"kind": "none"}}, None),
+    "no_cmpf": ({"cmpf": {"enabled": False}}, {"use_cmpf": False, "train_parts": ["unet"]}),
 }
 INFERENCE = {  # name: pipeline options (applied to the full model)
-    "full": {},
-    "no_ccf": {"fusion": "none"},
-    "sliding": {"window": "sliding"},
-    "averaging": {"weighting": "uniform"},
+    "ccf_exact": {"fusion": "exact"},
+    "ccf_bounded": {"fusion": "bounded"},
+    "clip_by_clip": {"fusion": "none"},
+    "sliding": {"fusion": "exact", "window": "sliding"},
+    "averaging": {"fusion": "exact", "weighting": "uniform"},
 }
-LABELS = {"full": "full (TDA, CMPF, CCF skip+distance)", "no_tda": "w/o TDA (fixed temporal attention)",
-          "no_cmpf": "w/o CMPF", "no_ccf": "w/o CCF (clip by clip)", "sliding": "sliding window (not skip)",
-          "averaging": "direct averaging (not distance)"}
-ORDER = ("full", "no_tda", "no_cmpf", "no_ccf", "sliding", "averaging")
+LABELS = {"full": "full (TDA, CMPF; CCF exact)", "no_tda": "w/o TDA (fixed temporal attention)",
+          "no_temporal": "no temporal layer", "no_cmpf": "w/o CMPF",
+          "ccf_exact": "full, CCF skip + distance, exact", "ccf_bounded": "full, CCF skip + distance, bounded",
+          "clip_by_clip": "full, clip by clip", "sliding": "full, sliding window",
+          "averaging": "full, direct averaging"}
 
 
-def stage_config(stage: int, out: Path, steps: int, model_config: dict | None, init_from: str,
-                 seed: int | None = None) -> Path:
-    """configs/demo/stage{stage}.yaml writing under `out`, with the variant's model changes.
-
-    Stage 1 takes only the stage-0 parts (VAE, E^lum) from `init_from`, as the demo's stage 1 does:
-    the frozen CLIP is a fresh one (drawn with the run's seed, then the same deterministic
-    calibration), and the variant's UNet has other layers (at seed 0 its random start is the
-    demo's for the shared layers). Every seed shares the demo's stage-0 VAE.
-    """
-    parts = ["vae", "lum_encoder"] if stage == 1 else None
-    return derive_stage_config(ROOT / f"configs/demo/stage{stage}.yaml", out, steps=steps,
-                               model_config=model_config, init_from=init_from, init_parts=parts, seed=seed)
+def stage_config(out: Path, steps: int, name: str, image: str, seed: int | None = None) -> Path:
+    """The video stage's config for one variant, writing under `out`, starting from `image`."""
+    model_config, model_args = TRAINED[name]
+    return derive_stage_config(VIDEO_STAGE, out, steps=steps, model_config=model_config, init_from=image,
+                               seed=seed, model_args=model_args)
 
 
 def variant_dir(name: str, seed: int, args: argparse.Namespace) -> Path:
-    """Where a trained variant's stage folders live (seed 0 directly under --out)."""
-    return Path(args.out) / name if seed == 0 else Path(args.out) / f"seed{seed}" / name
-
-
-def trained_before(name: str, seed: int, args: argparse.Namespace) -> bool:
-    """Whether --full names this (seed 0's full) model, so it is not trained here."""
-    return name == "full" and seed == 0 and bool(args.full)
+    return Path(args.out) / f"seed{seed}" / name
 
 
 def model_folder(name: str, seed: int, args: argparse.Namespace) -> Path:
-    """The exported model of one trained variant and seed."""
-    if trained_before(name, seed, args):
+    """The exported model of one trained variant and seed (seed 0's full model may be --full)."""
+    if name == "full" and seed == 0 and args.full:
         return Path(args.full)
-    return variant_dir(name, seed, args) / ("stage2" if TRAINED[name]["stage2"] else "stage1") / "export"
-
-
-def variant_stage1_config(name: str, seed: int, args: argparse.Namespace) -> Path:
-    """The stage-1 config of one variant and seed, from the shared stage-0 parts."""
-    spec = TRAINED[name]
-    steps = args.steps1 + (args.steps2 if spec.get("stage1_takes_stage2_steps") else 0)
-    return stage_config(1, variant_dir(name, seed, args) / "stage1", steps, spec["model_config"], args.stage0, seed)
+    return variant_dir(name, seed, args) / "export"
 
 
 def train_variant(name: str, seed: int, args: argparse.Namespace) -> Path:
-    """Train one variant and seed through train.py; returns its exported model folder."""
-    if trained_before(name, seed, args):
-        return model_folder(name, seed, args)
-    spec, base = TRAINED[name], variant_dir(name, seed, args)
-    cfg1 = variant_stage1_config(name, seed, args)
-    subprocess.run([sys.executable, str(ROOT / "train.py"), "fit", "--config", str(cfg1)], check=True, cwd=ROOT)
-    if spec["stage2"]:
-        cfg2 = stage_config(2, base / "stage2", args.steps2, spec["model_config"], str(base / "stage1" / "export"),
-                            seed)
-        subprocess.run([sys.executable, str(ROOT / "train.py"), "fit", "--config", str(cfg2)], check=True, cwd=ROOT)
-    return model_folder(name, seed, args)
+    """Train one variant and seed through train.py (resuming its last checkpoint); returns its export."""
+    folder = model_folder(name, seed, args)
+    if (folder / "model_index.json").is_file():
+        return folder
+    out = variant_dir(name, seed, args)
+    cfg = stage_config(out, args.steps_video, name, args.image, seed)
+    cmd = [sys.executable, str(ROOT / "train.py"), "fit", "--config", str(cfg)]
+    last = out / "checkpoints" / "last.ckpt"
+    if last.is_file():
+        cmd += ["--ckpt_path", str(last)]
+    subprocess.run(cmd, check=True, cwd=ROOT)
+    return folder
 
 
-def fmt(mean: float, std: float | None = None, digits: int = 2) -> str:
+# ----------------------------------------------------------------------------- the table
+
+
+def fmt(mean: float | None, std: float | None = None, digits: int = 2) -> str:
     if mean is None or (isinstance(mean, float) and np.isnan(mean)):
         return "n/a"
     return f"{mean:.{digits}f}" + (f" ± {std:.{digits}f}" if std is not None and not np.isnan(std) else "")
 
 
 def across_seeds(runs: list[dict], part: str, key: str, digits: int = 2) -> str:
-    """Mean over training seeds ± their standard deviation (one seed: ± over videos, accuracy only)."""
+    """Mean over training seeds ± their standard deviation."""
     values = [r[part][key] for r in runs if r.get(part) and r[part].get(key) is not None]
+    values = [v for v in values if not (isinstance(v, float) and np.isnan(v))]
     if not values:
         return "—"
-    if len(values) > 1:
-        return fmt(float(np.mean(values)), float(np.std(values)), digits)
-    std = runs[0][part].get(f"{key}_std") if key == "instance_accuracy" else None
-    return fmt(values[0], std, digits)
+    return fmt(float(np.mean(values)), float(np.std(values)) if len(values) > 1 else None, digits)
 
 
 def by_shape_count_cell(runs: list[dict]) -> str:
-    """Accuracy on one-shape / two-shape short videos, mean over seeds (binding shows in the second)."""
     cells = []
     for n in ("1", "2"):
-        values = [r["short"].get("accuracy_by_shape_count", {}).get(n) for r in runs if r.get("short")]
+        values = [r["named"].get("accuracy_by_shape_count", {}).get(n) for r in runs if r.get("named")]
         values = [v for v in values if v is not None]
-        cells.append(fmt(float(np.mean(values))) if values else "—")
+        cells.append(fmt(float(np.mean(values)), float(np.std(values)) if len(values) > 1 else None)
+                     if values else "—")
     return " / ".join(cells)
 
 
 def swaps_cell(runs: list[dict]) -> str:
-    pairs = [(r["short"]["swap_followed"], r["short"]["swap_count"]) for r in runs
-             if r.get("short") and r["short"]["swap_followed"] is not None]
+    pairs = [(r["named"]["swap_followed"], r["named"]["swap_count"]) for r in runs
+             if r.get("named") and r["named"]["swap_followed"] is not None]
     if not pairs:
         return "—"
     followed = sum(round(f * n) for f, n in pairs)
-    total = sum(n for _, n in pairs)
-    return f"{followed / total:.2f} ({followed}/{total})"
+    return f"{followed}/{sum(n for _, n in pairs)}"
 
 
 def table(results: dict, args: argparse.Namespace) -> str:
-    """The markdown table of docs/results.md: one row per variant, pooled over its training seeds."""
-    rows = ["| variant | seeds | accuracy (short) | 1 / 2 shapes | background acc. | swaps followed | "
-            f"CDC ×1000 (short) | PSNR dB (short) | accuracy (T={args.long_frames}) | CDC ×1000 (long) | "
-            "hue spread ° (long) |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for name in ORDER:
+    """One row per trained variant, then one per inference variant of the full model; seeds pooled."""
+    rows = ["| variant | seeds | named acc. | 1 / 2 shapes | swaps | flip in clip (T=8) | "
+            f"flip in clips (T={args.long_frames}) | flip over video (T={args.long_frames}) | seam change | "
+            "commitment | CDC ×1000 | PSNR dB |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for name in [*TRAINED, *INFERENCE]:
         runs = results.get(name)
         if not runs:
             continue
-        short = any(r.get("short") for r in runs)
+        named = any(r.get("named") for r in runs)
         rows.append(" | ".join([
             f"| {LABELS[name]}", str(len(runs)),
-            across_seeds(runs, "short", "instance_accuracy") if short else "(same models as full)",
-            by_shape_count_cell(runs) if short else "—",
-            across_seeds(runs, "short", "background_accuracy"), swaps_cell(runs),
-            across_seeds(runs, "short", "cdc_x1000", 1), across_seeds(runs, "short", "psnr", 1),
-            across_seeds(runs, "long", "instance_accuracy"), across_seeds(runs, "long", "cdc_x1000", 1),
-            across_seeds(runs, "long", "hue_spread_deg", 1) + " |",
+            across_seeds(runs, "named", "instance_accuracy") if named else "(as full)",
+            by_shape_count_cell(runs) if named else "—", swaps_cell(runs),
+            across_seeds(runs, "free", "flip_rate_clip"),
+            across_seeds(runs, "long", "flip_rate_clip"), across_seeds(runs, "long", "flip_rate_video"),
+            across_seeds(runs, "long", "seam_change_rate"),
+            across_seeds(runs, "free", "commitment") if any(r.get("free") for r in runs)
+            else across_seeds(runs, "long", "commitment"),
+            across_seeds(runs, "named", "cdc_x1000", 1), across_seeds(runs, "named", "psnr", 1) + " |",
         ]))
     return "\n".join(rows)
 
@@ -181,86 +165,157 @@ def write_docs(text: str, path: Path) -> None:
     tmp.replace(path)
 
 
+# ----------------------------------------------------------------------------- measuring
+
+
+def long_clip(args: argparse.Namespace):
+    from lc4.evaluation.synthetic import held_out_video
+
+    return held_out_video(args.picture_clip, args.long_frames, long=True, colors_named="some")
+
+
 def measure(name: str, seed: int, folder: Path, args: argparse.Namespace) -> dict:
-    """Scores of one trained model (and, for the full model, its inference variants), cached in
-    <out>/eval/<name>-s<seed>.json against the export's modification time: a re-run measures
-    only what is new, and parallel runs can split the models (--variants)."""
+    """Scores of one trained model and, for a full model, of its inference variants; cached in
+    <out>/eval/<name>-s<seed>.json against the export's time stamp and the settings."""
     from lc4.color import to_grey
-    from lc4.evaluation.synthetic import evaluate_synthetic, held_out_video, pipeline_colorizer
+    from lc4.evaluation.synthetic import evaluate_free_synthetic, evaluate_synthetic, pipeline_colorizer
     from lc4.pipeline import LC4Pipeline
 
     cache = Path(args.out) / "eval" / f"{name}-s{seed}.json"
     stamp = (folder / "model_index.json").stat().st_mtime
-    # the inference variants (CCF) are measured on the first seed's full model only (they cost
-    # four long colorizations each); the trained variants on every seed
-    variants = INFERENCE if name == "full" and seed == args.seeds[0] else {name: {}}
-    setting = {"videos": args.videos, "long_videos": args.long_videos, "long_frames": args.long_frames,
-               "steps": args.steps, "guidance": args.guidance, "variants": sorted(variants)}
+    # a trained variant runs with the paper's CCF (exact); the full model also with the other inference
+    # variants, its own long-video scores standing for the ccf_exact row
+    variants = {name: INFERENCE["ccf_exact"]}
+    if name == "full":
+        variants.update({v: o for v, o in INFERENCE.items() if v != "ccf_exact"})
+    setting = {k: getattr(args, k) for k in ("videos", "free_videos", "long_videos", "long_frames", "steps",
+                                             "guidance", "sample_seeds", "picture_clip")}
+    setting["variants"] = sorted(variants)
     if cache.is_file():
         cached = json.loads(cache.read_text())
         if cached.get("stamp") == stamp and cached.get("setting") == setting:
             return cached["variants"]
     pipe = LC4Pipeline.from_pretrained(folder)
-    clip = held_out_video(0, args.long_frames, long=True)
+    clip = long_clip(args)
     grey = to_grey(clip.rgb)
     out = {}
     for variant, options in variants.items():
+        t0 = time.time()
         colorize = pipeline_colorizer(pipe, steps=args.steps, guidance=args.guidance, **options)
-        short = evaluate_synthetic(colorize, args.videos).as_dict() if variant in TRAINED else None
-        long = evaluate_synthetic(colorize, args.long_videos, num_frames=args.long_frames, long=True,
-                                  swaps=False, first=1).as_dict()
+        trained = variant in TRAINED
+        named = evaluate_synthetic(colorize, args.videos).as_dict() if trained else None
+        free = evaluate_free_synthetic(colorize, args.free_videos, seeds=tuple(args.sample_seeds)).as_dict() \
+            if trained else None
+        long = evaluate_free_synthetic(colorize, args.long_videos, seeds=(0,), num_frames=args.long_frames,
+                                       long=True, first=args.picture_clip).as_dict()
         strip = cache.parent / f"{variant}-s{seed}.npy"
         strip.parent.mkdir(parents=True, exist_ok=True)
         np.save(strip, colorize(grey, clip.caption))
-        out[variant] = {"seed": seed, "model": str(folder), "options": options, "short": short, "long": long,
-                        "strip": str(strip)}
+        if named:
+            named.pop("per_video_accuracy", None)
+        out[variant] = {"seed": seed, "model": str(folder), "options": options, "named": named, "free": free,
+                        "long": long, "strip": str(strip), "seconds": round(time.time() - t0)}
         print(f"{variant} (seed {seed}): {json.dumps({k: v for k, v in out[variant].items() if k != 'model'})}",
               flush=True)
+    if name == "full":
+        out["ccf_exact"] = dict(out["full"], named=None, free=None)
     tmp = cache.with_suffix(".tmp")
     tmp.write_text(json.dumps({"stamp": stamp, "setting": setting, "variants": out}, indent=2))
     tmp.replace(cache)
     return out
 
 
+def unnamed_hue(video: np.ndarray, masks: np.ndarray, index: int) -> np.ndarray:
+    """The hue angle (degrees) of shape `index`'s mean (a, b) per frame (NaN where it is not scored)."""
+    from lc4.metrics.instance import instance_mean_ab
+
+    mean, valid = instance_mean_ab(video, masks[:, index:index + 1])
+    hue = np.degrees(np.arctan2(mean[:, 0, 1], mean[:, 0, 0])) % 360
+    return np.where(valid[:, 0], hue, np.nan)
+
+
+def free_long_picture(results: dict, args: argparse.Namespace, path: Path) -> None:
+    """Clip by clip against CCF on one long free-colour clip: frames, and an unnamed shape's hue over time."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from lc4.color import to_grey
+    from lc4.strip import make_strip
+
+    clip = long_clip(args)
+    seed = args.seeds[0]
+    videos = {v: np.load(next(r["strip"] for r in results[v] if r["seed"] == seed))
+              for v in ("clip_by_clip", "ccf_exact") if v in results}
+    if not videos or not clip.unnamed:
+        return
+    strip = make_strip([to_grey(clip.rgb), clip.rgb, *videos.values()],
+                       labels=["grey", "ground truth", *[LABELS[v].removeprefix("full, ") for v in videos]],
+                       frames=16, height=48)
+    shape = clip.unnamed[0]
+    fig = Figure(figsize=(strip.width / 100, 2.2), dpi=100)
+    ax = fig.add_subplot(1, 1, 1)
+    for v, video in videos.items():
+        ax.plot(unnamed_hue(video, clip.masks, shape), ".", ms=3, label=LABELS[v].removeprefix("full, "))
+    for t in range(8, args.long_frames, 8):
+        ax.axvline(t - 0.5, color="0.9", lw=0.5, zorder=0)
+    ax.set_xlim(0, args.long_frames)
+    ax.set_ylim(0, 360)
+    ax.set_xlabel("frame (grey lines: clip seams)")
+    ax.set_ylabel(f"hue of the {clip.shapes[shape]} (°)")
+    ax.legend(loc="upper right", fontsize=7)
+    fig.tight_layout()
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    from PIL import Image
+
+    plot = Image.frombuffer("RGBA", canvas.get_width_height(), canvas.buffer_rgba()).convert("RGB")
+    out = Image.new("RGB", (strip.width, strip.height + plot.height), "white")
+    out.paste(strip, (0, 0))
+    out.paste(plot, (0, strip.height))
+    out.save(path)
+    print(f"wrote {path}: {clip.caption!r}, unnamed shape {clip.shapes[shape]} (truth {clip.instance_colors[shape]})")
+
+
 def main() -> None:
     from lc4.color import to_grey
-    from lc4.evaluation.synthetic import held_out_video
     from lc4.strip import make_strip
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--train", nargs="*", choices=sorted(TRAINED), default=None,
                    help="train these variants first, for every --seeds (no names: all of them)")
     p.add_argument("--train-only", action="store_true", help="train, then stop (run variants in parallel)")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0],
-                   help="training seeds (seed 0's full model is --full when given)")
-    p.add_argument("--variants", nargs="+", choices=sorted(TRAINED), default=sorted(TRAINED),
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="training seeds")
+    p.add_argument("--variants", nargs="+", choices=sorted(TRAINED), default=list(TRAINED),
                    help="trained variants to measure (split the measuring across parallel runs)")
     p.add_argument("--no-report", action="store_true", help="measure (and cache) only; no table or picture")
-    p.add_argument("--full", default=None,
-                   help="seed 0's full model, trained before with the same budget (e.g. runs/demo_stage2/export)")
-    p.add_argument("--stage0", default="runs/demo_stage0/export", help="the shared stage-0 VAE/E^lum export")
-    p.add_argument("--steps1", type=int, default=2500, help="stage-1 steps (the narrow demo recipe's)")
-    p.add_argument("--steps2", type=int, default=500, help="stage-2 steps (the narrow demo recipe's)")
+    p.add_argument("--full", default=None, help="seed 0's full model: the recipe's own video stage export")
+    p.add_argument("--image", default="runs/lc4_stage1_image/export", help="the shared image-stage export")
+    p.add_argument("--steps-video", type=int, default=None,
+                   help="video-stage optimizer steps (default: the recipe's, from lc4_stage1_video.yaml)")
     p.add_argument("--out", default="runs/ablations")
-    p.add_argument("--videos", type=int, default=24, help="short held-out videos per variant")
-    p.add_argument("--long-videos", type=int, default=2)
+    p.add_argument("--videos", type=int, default=24, help="short named held-out videos per model")
+    p.add_argument("--free-videos", type=int, default=16, help="short free-colour videos per model")
+    p.add_argument("--sample-seeds", type=int, nargs="+", default=[0, 1], help="sampling seeds of the free videos")
+    p.add_argument("--long-videos", type=int, default=2, help="long free-colour videos per model and variant")
     p.add_argument("--long-frames", type=int, default=128)
+    p.add_argument("--picture-clip", type=int, default=0, help="first long held-out clip (also pictured)")
     p.add_argument("--steps", type=int, default=20, help="sampling steps")
     p.add_argument("--guidance", type=float, default=4.5)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--docs", default="docs/results.md")
-    p.add_argument("--images", default="docs/images", help="where the picture goes")
-    p.add_argument("--inference-only", action="store_true",
-                   help="measure only the full model and its inference variants; print, write "
-                        "<out>/inference.json and docs/images/ccf_variants.png, leave the docs table alone")
+    p.add_argument("--images", default="docs/images", help="where the pictures go")
     args = p.parse_args()
+    if args.steps_video is None:
+        import yaml
+
+        args.steps_video = int(yaml.safe_load(VIDEO_STAGE.read_text())["trainer"]["max_steps"])
     if args.threads:
         torch.set_num_threads(args.threads)
-    to_train = [] if args.train is None else (args.train or sorted(TRAINED))
-    names = ["full"] if args.inference_only else [n for n in TRAINED if n in args.variants]
+        os.environ["OMP_NUM_THREADS"] = str(args.threads)  # the training subprocesses too
+    to_train = [] if args.train is None else (args.train or list(TRAINED))
     models = {}
     for seed in args.seeds:
-        for name in names:
+        for name in args.variants:
             if name in to_train:
                 train_variant(name, seed, args)
             models[name, seed] = model_folder(name, seed, args)
@@ -276,27 +331,24 @@ def main() -> None:
             results.setdefault(variant, []).append(scores)
     if args.no_report:
         return
-    results["meta"] = {"seconds": round(time.time() - t0), "videos": args.videos, "long_videos": args.long_videos,
-                       "long_frames": args.long_frames, "sampling_steps": args.steps, "guidance": args.guidance,
-                       "training_seeds": args.seeds, "steps1": args.steps1, "steps2": args.steps2}
+    results["meta"] = {"seconds": round(time.time() - t0), **{k: getattr(args, k) for k in (
+        "videos", "free_videos", "sample_seeds", "long_videos", "long_frames", "steps", "guidance", "seeds",
+        "steps_video", "image")}}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / ("inference.json" if args.inference_only else "results.json")).write_text(json.dumps(results, indent=2))
+    (out / "results.json").write_text(json.dumps(results, indent=2))
     md = table(results, args)
     print(md)
-    if not args.inference_only:
-        write_docs(md, ROOT / args.docs)
-    clip = held_out_video(0, args.long_frames, long=True)
-    grey = to_grey(clip.rgb)
-    first_seed = args.seeds[0]
-    order = [v for v in ORDER if v in results]
-    strips = [np.load(next(r["strip"] for r in results[v] if r["seed"] == first_seed)) for v in order]
-    image = make_strip([grey, clip.rgb] + strips,
-                       labels=["grey", "ground truth"] + [v.replace("_", " ") for v in order], frames=8, height=64)
+    write_docs(md, ROOT / args.docs)
     images = ROOT / args.images
     images.mkdir(parents=True, exist_ok=True)
-    image.save(images / ("ccf_variants.png" if args.inference_only else "ablations.png"))
-    print(f"caption of the pictured clip: {clip.caption!r} (training seed {first_seed})")
+    clip = long_clip(args)
+    order = [v for v in [*TRAINED, *INFERENCE] if v in results and v != "full"]
+    strips = [np.load(next(r["strip"] for r in results[v] if r["seed"] == args.seeds[0])) for v in order]
+    make_strip([to_grey(clip.rgb), clip.rgb, *strips], labels=["grey", "ground truth", *[v.replace("_", " ")
+               for v in order]], frames=8, height=64).save(images / "ablations.png")
+    free_long_picture(results, args, images / "free_long.png")
+    print(f"caption of the pictured clip: {clip.caption!r} (training seed {args.seeds[0]})")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Training objectives for models trained from scratch (v-prediction, latent scale) and the
 held-out benchmark scorer that decides whether a model learned to follow the sentence."""
 
+import argparse
 import importlib.util
 from pathlib import Path
 
@@ -212,60 +213,44 @@ def test_ablation_report_replaces_only_its_block(tmp_path):
     assert text.rstrip().endswith("outro")
 
 
-def test_ablation_stage_configs_keep_the_budget_and_change_only_the_variant(tmp_path):
+def test_ablation_video_stage_configs_keep_the_budget_and_change_only_the_variant(tmp_path):
     import yaml
 
     ab = load_ablations()
-    path = ab.stage_config(1, tmp_path / "v", 123, {"temporal": {"kind": "temporal_attention"}}, "stage0")
-    cfg = yaml.safe_load(path.read_text())
-    demo = yaml.safe_load((ROOT / "configs/demo/stage1.yaml").read_text())
-    assert cfg["trainer"]["max_steps"] == 123 and cfg["model"]["init_from"] == "stage0"
-    assert cfg["model"]["model_config"] == {"temporal": {"kind": "temporal_attention"}}
-    assert cfg["data"] == demo["data"] and cfg["model"]["lr"] == demo["model"]["lr"]
-    # the demo's fresh calibrated CLIP, not the stage-0 export's text encoder
-    assert cfg["model"]["init_parts"] == demo["model"]["init_parts"] == ["vae", "lum_encoder"]
-    exports = [c["init_args"]["dirpath"] for c in cfg["trainer"]["callbacks"] if "Export" in c["class_path"]]
-    assert exports == [str(tmp_path / "v" / "export")]
-
-
-def test_ablation_seeds_change_the_seed_and_other_seeds_live_apart(tmp_path):
-    import argparse
-
-    import yaml
-
-    ab = load_ablations()
-    cfg = yaml.safe_load(ab.stage_config(2, tmp_path / "v", 5, None, "s1", seed=3).read_text())
-    assert cfg["seed_everything"] == 3 and "init_parts" not in cfg["model"]
-    args = argparse.Namespace(out=str(tmp_path / "abl"), full="demo", stage0="s0", steps1=30, steps2=7)
-    assert ab.model_folder("full", 0, args) == Path("demo")
-    assert ab.model_folder("no_tda", 0, args) == tmp_path / "abl/no_tda/stage2/export"
-    assert ab.model_folder("no_cmpf", 2, args) == tmp_path / "abl/seed2/no_cmpf/stage1/export"
-    # w/o CMPF: the same optimizer-step budget, all of it stage 1 from the stage-0 parts, one schedule
-    no_cmpf = yaml.safe_load(ab.variant_stage1_config("no_cmpf", 2, args).read_text())
-    assert no_cmpf["trainer"]["max_steps"] == 37 and no_cmpf["model"]["init_from"] == "s0"
-    assert no_cmpf["model"]["model_config"] == {"cmpf": {"enabled": False}} and no_cmpf["seed_everything"] == 2
-    no_tda = yaml.safe_load(ab.variant_stage1_config("no_tda", 0, args).read_text())
-    assert no_tda["trainer"]["max_steps"] == 30
+    recipe = yaml.safe_load((ROOT / "configs/demo/lc4_stage1_video.yaml").read_text())
+    configs = {name: yaml.safe_load(ab.stage_config(tmp_path / name, 123, name, "image", seed=3).read_text())
+               for name in ab.TRAINED}
+    for name, cfg in configs.items():
+        assert cfg["trainer"]["max_steps"] == 123 and cfg["model"]["init_from"] == "image"
+        assert cfg["seed_everything"] == 3 and cfg["trainer"]["default_root_dir"] == str(tmp_path / name)
+        assert cfg["data"] == recipe["data"] and cfg["model"]["lr"] == recipe["model"]["lr"]
+        assert cfg["model"]["init_parts"] == recipe["model"]["init_parts"]
+    assert "model_config" not in configs["full"]["model"] and configs["full"]["model"]["use_cmpf"] is True
+    assert configs["no_tda"]["model"]["model_config"] == {"temporal": {"kind": "temporal_attention"}}
+    assert configs["no_temporal"]["model"]["model_config"] == {"temporal": {"kind": "none"}}
+    assert configs["no_cmpf"]["model"]["use_cmpf"] is False and configs["no_cmpf"]["model"]["train_parts"] == ["unet"]
+    args = argparse.Namespace(out=str(tmp_path / "abl"), full="recipe")
+    assert ab.model_folder("full", 0, args) == Path("recipe")
+    assert ab.model_folder("full", 1, args) == tmp_path / "abl/seed1/full/export"
+    assert ab.model_folder("no_tda", 0, args) == tmp_path / "abl/seed0/no_tda/export"
 
 
 def test_ablation_table_pools_training_seeds():
-    import argparse
-
     ab = load_ablations()
 
-    def run(acc, followed, count):
-        short = {"instance_accuracy": acc, "instance_accuracy_std": 0.3, "background_accuracy": 0.9,
-                 "swap_followed": followed, "swap_count": count, "cdc_x1000": 50.0, "psnr": 28.0,
-                 "accuracy_by_shape_count": {"1": acc + 0.2, "2": acc - 0.2}}
-        long = {"instance_accuracy": acc, "instance_accuracy_std": 0.1, "cdc_x1000": 100.0, "hue_spread_deg": 40.0}
-        return {"short": short, "long": long}
+    def run(acc, followed, count, flip):
+        named = {"instance_accuracy": acc, "swap_followed": followed, "swap_count": count, "cdc_x1000": 50.0,
+                 "psnr": 28.0, "accuracy_by_shape_count": {"1": acc + 0.2, "2": acc - 0.2}}
+        free = {"flip_rate_clip": flip, "commitment": 0.5}
+        long = {"flip_rate_clip": flip, "flip_rate_video": 2 * flip, "seam_change_rate": flip, "commitment": 0.4}
+        return {"named": named, "free": free, "long": long}
 
     args = argparse.Namespace(long_frames=128)
-    two = ab.table({"full": [run(0.4, 0.5, 4), run(0.6, 0.25, 4)]}, args).splitlines()[-1]
-    assert "| 2 |" in two and "0.50 ± 0.10" in two and "0.38 (3/8)" in two  # seed spread, pooled swaps
-    assert "| 0.70 / 0.30 |" in two
-    one = ab.table({"no_tda": [run(0.4, 0.5, 4)]}, args).splitlines()[-1]
-    assert "| 1 |" in one and "0.40 ± 0.30" in one  # one seed: the spread over videos
+    two = ab.table({"full": [run(0.4, 0.5, 4, 0.1), run(0.6, 0.25, 4, 0.3)]}, args).splitlines()[-1]
+    assert "| 2 |" in two and "0.50 ± 0.10" in two and "| 3/8 |" in two  # seed spread, pooled swaps
+    assert "| 0.70 ± 0.10 / 0.30 ± 0.10 |" in two and "| 0.40 ± 0.20 |" in two  # flip over the long video
+    inference = ab.table({"clip_by_clip": [dict(run(0.4, 0.5, 4, 0.2), named=None, free=None)]}, args)
+    assert "(as full)" in inference.splitlines()[-1] and "| 0.40 |" in inference.splitlines()[-1]
 
 
 def test_training_seed_draws_the_random_start(tmp_path):

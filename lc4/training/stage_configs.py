@@ -24,12 +24,14 @@ def derive_stage_config(
     init_parts: Sequence[str] | None = None,
     data: dict[str, Any] | None = None,
     seed: int | None = None,
+    model_args: dict[str, Any] | None = None,
 ) -> Path:
     """Write `<out>/<base name>` from `base` with every output (logs, export) under `out`.
 
     `model_config` changes the model (e.g. `{"temporal": {"kind": "temporal_attention"}}`),
     `init_from`/`init_parts` where its weights start, `data` overrides data settings, `seed`
-    replaces `seed_everything` (random start, data order and noise of another training seed).
+    replaces `seed_everything` (random start, data order and noise of another training seed),
+    `model_args` overrides training-module arguments (e.g. `{"use_cmpf": False, "train_parts": ["unet"]}`).
     """
     cfg = yaml.safe_load(Path(base).read_text())
     out = Path(out)
@@ -42,6 +44,7 @@ def derive_stage_config(
         model["init_parts"] = list(init_parts)
     if data:
         cfg.setdefault("data", {}).update(data)
+    model.update(model_args or {})
     if seed is not None:
         cfg["seed_everything"] = int(seed)
     trainer["max_steps"] = int(steps)

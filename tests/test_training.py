@@ -594,7 +594,8 @@ def test_resumed_ema_follows_its_parameters_to_their_device() -> None:
     module.align_ema()
     assert {v.dtype for v in module.ema_state_dict().values()} == {torch.float32}
     module.update_ema()
-    expected = {n: decay * saved[n].half().float() + (1 - decay) * p.detach() for n, p in module.trainable_named_parameters()}
+    expected = {n: decay * saved[n].half().float() + (1 - decay) * p.detach()
+                for n, p in module.trainable_named_parameters()}
     assert_same_tensors(module.ema_state_dict(), expected, atol=1e-6)
     module.to("meta")
     module.align_ema()  # at the start of fit, after the move

@@ -215,7 +215,8 @@ class VideoDataModule(pl.LightningDataModule):
                 raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
         normalize_stride(stride)
         if isinstance(max_unreadable_fraction, bool) or not 0.0 <= float(max_unreadable_fraction) <= 1.0:
-            raise ValueError(f"max_unreadable_fraction must be in [0, 1] (1 = no limit), got {max_unreadable_fraction!r}")
+            raise ValueError("max_unreadable_fraction must be in [0, 1] (1 = no limit), "
+                             f"got {max_unreadable_fraction!r}")
         if (num_replicas is None) != (rank is None):
             raise ValueError("give both num_replicas and rank, or neither")
         if num_replicas is not None and (num_replicas < 1 or not 0 <= rank < num_replicas):

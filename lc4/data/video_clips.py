@@ -198,7 +198,8 @@ class ClipDataset(Dataset):
         self.random_start = bool(random_start)
         self.random_crop = bool(random_crop)
         if isinstance(max_unreadable_fraction, bool) or not 0.0 <= float(max_unreadable_fraction) <= 1.0:
-            raise ValueError(f"max_unreadable_fraction must be in [0, 1] (1 = no limit), got {max_unreadable_fraction!r}")
+            raise ValueError("max_unreadable_fraction must be in [0, 1] (1 = no limit), "
+                             f"got {max_unreadable_fraction!r}")
         self.max_unreadable_fraction = float(max_unreadable_fraction)
         self.unreadable_min_tried = _check_positive("unreadable_min_tried", unreadable_min_tried)
         #: raise TooManyUnreadableError from __getitem__; VideoDataModule turns it off when the

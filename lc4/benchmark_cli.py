@@ -13,8 +13,12 @@ import logging
 import shutil
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
 
 from .evaluation.cli import parse_resolution
+
+if TYPE_CHECKING:
+    from .evaluation.benchmark import BenchmarkLayout
 
 __all__ = ["add_parser", "run"]
 
@@ -78,7 +82,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    help="colorize at most this many pending sequences in this run (time-limited jobs); the report "
                    "is written by the run that finishes the set")
     p.add_argument("--overwrite", action="store_true",
-                   help="delete this command's earlier outputs in --output (pred/, gt/, gray/, log/, report) first")
+                   help="delete this command's earlier outputs in --output (pred/, gt/, gray/, log/, report) first; "
+                   "refused if they hold anything lc4 did not write")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
     return p
@@ -110,12 +115,70 @@ def _check_options(args: argparse.Namespace) -> None:
                          "DDIMScheduler")
 
 
-def _check_output(output: Path, dataset: Path) -> None:
+def _input_paths(args: argparse.Namespace) -> list[Path]:
+    """Every path the command reads (dataset, prompts, sequence list, model, metric weights) that exists."""
+    named = [args.dataset, args.prompts, args.sequences, args.model, args.weights_dir, args.clip_model]
+    paths = [Path(p).expanduser() for p in named if p is not None]
+    return [p for p in paths if p.exists() or p.is_symlink()]
+
+
+def _check_output(output: Path, dataset: Path, inputs: Sequence[Path] = ()) -> None:
+    """Refuse an output inside the dataset, a dataset inside the output, or an input among the paths lc4 writes."""
+    from .evaluation.benchmark import BenchmarkLayout
+    from .io.atomic import _is_ancestor, _same_path
+
     if output.exists() and not output.is_dir():
         raise ValueError(f"--output must be a folder, got the file {output}")
     out, src = output.expanduser().resolve(), dataset.expanduser().resolve()
     if out == src or src in out.parents:
         raise ValueError(f"--output {output} is inside --dataset {dataset}: inputs are never written to")
+    if _same_path(output, dataset) or _is_ancestor(output, dataset):
+        raise ValueError(f"--dataset {dataset} is inside --output {output}: lc4 never writes into a folder that "
+                         "holds its input (choose another --output)")
+    written = BenchmarkLayout(output).created()
+    for inp in inputs:
+        for path in written:
+            if _same_path(path, inp) or _is_ancestor(path, inp):
+                raise ValueError(f"{inp} is an input but lies in {path}, which lc4 benchmark writes (and --overwrite "
+                                 "deletes): move it or choose another --output")
+
+
+def _check_overwrite(layout: BenchmarkLayout, inputs: Sequence[Path] = ()) -> None:
+    """Refuse (one-line ``ValueError``) unless everything ``--overwrite`` would delete is lc4 benchmark's own.
+
+    ``pred/``, ``gt/`` and ``gray/`` may hold only frame folders lc4 wrote (each checked by
+    :func:`lc4.io.check_replaceable`), ``log/`` only ``<seq>.jsonl`` files, and ``benchmark.json``
+    and ``report.*`` must be plain files; lc4's hidden temporaries and OS clutter are ignored.
+    """
+    from .io.atomic import _is_ancestor, _is_lc4_clutter, _same_path, check_replaceable
+
+    hint = "--overwrite only deletes lc4 benchmark's own outputs: move it or choose another --output"
+    try:
+        cwd: Path | None = Path.cwd()
+    except OSError:
+        cwd = None
+    folders = (layout.pred, layout.gt, layout.gray, layout.log)
+    for folder in folders:
+        if not (folder.exists() or folder.is_symlink()):
+            continue
+        if folder.is_symlink() or not folder.is_dir():
+            kind = "a symbolic link" if folder.is_symlink() else "a file"
+            raise ValueError(f"{folder}: is {kind}, not a folder lc4 benchmark wrote; {hint}")
+        if cwd is not None and (_same_path(folder, cwd) or _is_ancestor(folder, cwd)):
+            raise ValueError(f"{folder}: is the current working folder (or holds it); lc4 never deletes it")
+        for entry in sorted(folder.iterdir()):
+            if _is_lc4_clutter(entry):
+                continue
+            if folder == layout.log:
+                if entry.suffix == ".jsonl" and entry.is_file() and not entry.is_symlink():
+                    continue
+            elif entry.is_dir() or entry.is_symlink():
+                check_replaceable(entry, inputs)  # a sequence's frames: only when lc4 wrote all of it
+                continue
+            raise ValueError(f"{folder}: holds {entry.name}, which lc4 did not write; {hint}")
+    for path in layout.created():
+        if path not in folders and (path.is_symlink() or (path.exists() and not path.is_file())):
+            raise ValueError(f"{path}: is not a file lc4 benchmark wrote; {hint}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -128,14 +191,16 @@ def run(args: argparse.Namespace) -> int:
     dataset, output = Path(args.dataset).expanduser(), Path(args.output).expanduser()
     if not dataset.is_dir():
         raise FileNotFoundError(f"--dataset folder not found: {dataset}")
-    _check_output(output, dataset)
-    parse_metrics(args.metrics, with_prompts=True)
-
+    inputs = _input_paths(args)
+    _check_output(output, dataset, inputs)
     from .evaluation.benchmark import (BenchmarkLayout, BenchmarkSettings, check_settings, launched_as_rank_zero,
                                        pending_sequences, plan_prompts, run_benchmark, save_settings)
 
-    prompts = plan_prompts(dataset, args.prompts, args.sequences, args.default_prompt)
     layout = BenchmarkLayout(output)
+    if args.overwrite:
+        _check_overwrite(layout, inputs)
+    parse_metrics(args.metrics, with_prompts=True)
+    prompts = plan_prompts(dataset, args.prompts, args.sequences, args.default_prompt)
 
     from .colorize_cli import check_prompt_lengths, load_pipeline
 
@@ -148,6 +213,7 @@ def run(args: argparse.Namespace) -> int:
         check_settings(layout, settings, prompts)
     check_prompt_lengths(pipe, prompts.values(), args.truncate_prompt)
     if args.overwrite and launched_as_rank_zero():  # only now that every check has passed
+        _check_overwrite(layout, inputs)  # again: the folder may have changed while the model loaded
         for path in layout.created():
             if path.is_dir():
                 shutil.rmtree(path)

@@ -1,8 +1,10 @@
 """Side-by-side picture strips: one row per video (e.g. grey | ours | ground truth), sampled frames as columns.
 
-`python -m lc4.strip GREY OURS GT --output strip.png [--frames 6] [--labels grey ours "ground truth"]`
+`python -m lc4.strip GREY OURS GT --output strip.png [--frames 6] [--labels grey ours "ground truth"] [--overwrite]`
 
-Only the sampled frames are decoded, so strips of long films are cheap.
+Only the sampled frames are decoded, so strips of long films are cheap. An existing output is
+replaced only when it is a strip lc4 wrote (a PNG tagged ``Software: lc4.strip``), or with
+``--overwrite``; an input is never replaced.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from PIL import Image, ImageDraw
 
 LABEL_WIDTH = 110
 GAP = 2
+#: The PNG ``Software`` text chunk of every strip lc4 saves: how a strip is told from other files.
+SOFTWARE = "lc4.strip"
 
 
 def sample_indices(num_frames: int, count: int) -> np.ndarray:
@@ -65,15 +69,55 @@ def read_sampled(path: str | Path, frames: int) -> np.ndarray:
     return read_frames(path, sample_indices(probe(path).num_frames, frames))
 
 
-def main(argv: list[str] | None = None) -> int:
+def is_strip(path: str | Path) -> bool:
+    """Whether ``path`` is a strip lc4 saved (a regular PNG file tagged ``Software: lc4.strip``)."""
+    path = Path(path)
+    if path.is_symlink() or not path.is_file():
+        return False
+    try:
+        with Image.open(path) as im:
+            return im.format == "PNG" and im.info.get("Software") == SOFTWARE
+    except Exception:  # not an image, truncated, too large: not one of ours
+        return False
+
+
+def check_strip_output(path: str | Path, overwrite: bool = False, inputs: Sequence[str | Path] = ()) -> Path:
+    """Validate a strip's output path up front: ``FileExistsError`` for an existing file that is not a strip
+    lc4 wrote (unless ``overwrite``), ``ValueError`` for an input or a folder (see :func:`lc4.io.check_output_path`)."""
+    from .io import check_output_path
+
+    out = check_output_path(path, overwrite=True, inputs=inputs)  # an input or a folder: ValueError
+    if (out.exists() or out.is_symlink()) and not overwrite and not is_strip(out):
+        raise FileExistsError(f"{out}: already exists and is not a strip lc4 wrote; pass --overwrite "
+                              "(overwrite=True) to replace it")
+    return out
+
+
+def save_strip(strip: Image.Image, path: str | Path, overwrite: bool = False,
+               inputs: Sequence[str | Path] = ()) -> Path:
+    """Save ``strip`` as a PNG (atomically, tagged as lc4's); an existing file is replaced only when it is a
+    strip lc4 wrote, or with ``overwrite`` (:func:`check_strip_output`)."""
+    from PIL.PngImagePlugin import PngInfo
+
     from .io import atomic_output
 
+    out = check_strip_output(path, overwrite, inputs)
+    info = PngInfo()
+    info.add_text("Software", SOFTWARE)
+    with atomic_output(out, overwrite=overwrite or is_strip(out), inputs=inputs) as tmp:
+        strip.save(tmp, format="PNG", pnginfo=info)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m lc4.strip", description=__doc__)
     p.add_argument("videos", nargs="+", help="videos / frame folders, one row each")
     p.add_argument("--output", required=True)
     p.add_argument("--frames", type=int, default=6, help="columns (evenly spaced frames)")
     p.add_argument("--height", type=int, default=96, help="row height in pixels")
     p.add_argument("--labels", nargs="*", default=None, help="one per video (default: grey/ours/ground truth for 3)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing --output file even if it is not a strip lc4 wrote (never an input)")
     args = p.parse_args(argv)
     labels = args.labels or [Path(v).stem if len(args.videos) != 3 else n
                              for v, n in zip(args.videos, ["grey", "ours", "ground truth"])]
@@ -82,9 +126,9 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"--frames must be >= 1, got {args.frames}")
         if len(labels) != len(args.videos):
             raise ValueError(f"got {len(labels)} labels for {len(args.videos)} videos; give one label per video")
+        check_strip_output(args.output, args.overwrite, args.videos)  # before any decoding
         strip = make_strip([read_sampled(v, args.frames) for v in args.videos], labels, args.frames, args.height)
-        with atomic_output(args.output, overwrite=True, inputs=args.videos) as tmp:
-            strip.save(tmp, format="PNG")
+        save_strip(strip, args.output, args.overwrite, args.videos)
     except (ValueError, OSError) as exc:
         print(f"lc4: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 1

@@ -11,5 +11,5 @@ echo "prompt: $CAPTION"
 .venv/bin/lc4 colorize "$OUT/data/grey/000000.mp4" --prompt "$CAPTION" --output "$OUT/colorized.mp4" \
   --steps "${STEPS:-25}" --overwrite
 .venv/bin/python -m lc4.strip "$OUT/data/grey/000000.mp4" "$OUT/colorized.mp4" "$OUT/data/videos/000000.mp4" \
-  --output "$OUT/strip.png"
+  --output "$OUT/strip.png" --overwrite
 echo "done: $OUT/colorized.mp4 and $OUT/strip.png"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -280,3 +281,76 @@ def test_resume_after_kill(tiny_set, tmp_path, capsys):
     assert all(len(read_log(layout, n)) == 1 for n in SIZES)
     assert set(json.loads((out / "report.json").read_text())["per_video"]) == set(SIZES)
     assert not [p for p in (out / "pred").iterdir() if p.name.startswith(".")]
+
+
+# --------------------------------------------------------------------------- --overwrite deletes only lc4's own
+
+
+def _frames(folder: Path, count: int = 2) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(folder / f"{i:05d}.png")
+    return folder
+
+
+def _tree(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+
+@pytest.mark.parametrize("where", ["gt", "root"])
+@pytest.mark.parametrize("overwrite", [True, False])
+def test_overwrite_refuses_a_dataset_inside_the_output(where, overwrite, tiny_set, tmp_path, capsys):
+    """`--dataset out/gt --output out --overwrite` used to delete the dataset; now refused before any work."""
+    dataset, prompts = tiny_set
+    out = tmp_path / "out"
+    inside = out / "gt" if where == "gt" else out / "davis"
+    shutil.copytree(dataset, inside)
+    before = _tree(out)
+    argv = [*FAST, "--quiet", "--dataset", str(inside), "--prompts", str(prompts), "--output", str(out)]
+    rc, err = _cli([*argv, *(["--overwrite"] if overwrite else [])], capsys)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert rc == 1 and len(lines) == 1 and "is inside --output" in lines[0], err
+    assert _tree(out) == before  # the dataset is untouched, nothing was written
+
+
+@pytest.mark.parametrize("case, message", [
+    ("file-in-pred", "holds notes.txt, which lc4 did not write"),
+    ("file-in-sequence", "holds holiday.jpg, which lc4 did not write"),
+    ("folder-in-gt", "holds mine, which lc4 did not write"),
+    ("file-in-log", "holds diary.txt, which lc4 did not write"),
+    ("gray-is-a-link", "is a symbolic link"),
+    ("prompts-in-gray", "which lc4 benchmark writes"),
+])
+def test_overwrite_refuses_folders_holding_other_files(case, message, tiny_set, tmp_path, capsys):
+    """--overwrite deletes pred/ gt/ gray/ log/ only when every entry is lc4's; otherwise one line, nothing deleted."""
+    dataset, prompts = tiny_set
+    out = tmp_path / "out"
+    layout = BenchmarkLayout(out)
+    for name in ("bear", "cows"):  # what an earlier run left: lc4's own
+        _frames(layout.pred / name), _frames(layout.gt / name), _frames(layout.gray / name)
+    layout.log.mkdir()
+    (layout.log / "bear.jsonl").write_text("{}\n")
+    (out / "report.md").write_text("| |\n")
+    if case == "file-in-pred":
+        (layout.pred / "notes.txt").write_text("mine")
+    elif case == "file-in-sequence":
+        (layout.pred / "bear" / "holiday.jpg").write_bytes(b"jpeg")
+    elif case == "folder-in-gt":
+        _frames(layout.gt / "cows" / "mine")
+    elif case == "file-in-log":
+        (layout.log / "diary.txt").write_text("dear diary")
+    elif case == "gray-is-a-link":
+        elsewhere = _frames(tmp_path / "elsewhere" / "bear")
+        shutil.rmtree(layout.gray)
+        layout.gray.symlink_to(elsewhere.parent, target_is_directory=True)
+    elif case == "prompts-in-gray":
+        (layout.gray / "prompts.json").write_text(prompts.read_text())
+        prompts = layout.gray / "prompts.json"
+    before = _tree(out)
+    argv = [*FAST, "--quiet", "--dataset", str(dataset), "--prompts", str(prompts), "--output", str(out)]
+    rc, err = _cli([*argv, "--overwrite"], capsys)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert rc == 1 and len(lines) == 1 and lines[0].startswith("lc4: error: ") and message in lines[0], err
+    assert _tree(out) == before
+    if case == "gray-is-a-link":
+        assert _tree(tmp_path / "elsewhere") == ["bear", "bear/00000.png", "bear/00001.png"]

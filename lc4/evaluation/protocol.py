@@ -67,15 +67,25 @@ def lab_lightness_grey(frames: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(lightness * 2.55), 0, 255).astype(np.uint8)
 
 
-def _write_sequence(frames: np.ndarray, folder: Path) -> None:
-    """Write PNG frames to ``folder`` through a temporary sibling folder renamed at the end."""
+def _write_sequence(frames: np.ndarray, folder: Path, inputs: Sequence[Path] = ()) -> None:
+    """Write PNG frames to ``folder`` through a temporary sibling folder renamed at the end.
+
+    An existing ``folder`` is replaced only when lc4 wrote it (:func:`lc4.io.check_replaceable`).
+    """
+    from ..io.atomic import check_replaceable
+
     tmp = folder.with_name(f".{folder.name}.partial")
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     for i, frame in enumerate(frames):
         Image.fromarray(frame).save(tmp / f"{i:05d}.png")
-    if folder.exists():
+    if folder.exists() or folder.is_symlink():
+        try:
+            check_replaceable(folder, inputs)  # again: it may have changed while the frames were written
+        except ValueError:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
         shutil.rmtree(folder)
     os.replace(tmp, folder)
 
@@ -95,10 +105,19 @@ def prepare_ground_truth(
     ``overwrite`` (so an interrupted run resumes). ``sequences`` restricts to a list (names or
     ``"davis30"``/``"videvo20"``); a listed name missing from ``src`` is an error. Returns the
     names prepared or already present.
+
+    ``dst`` must neither lie inside ``src`` nor hold it, and an existing ``gt/<seq>`` or
+    ``gray/<seq>`` is only replaced when lc4 wrote it (:func:`lc4.io.check_replaceable`: its
+    numbered PNG frames and nothing else); otherwise ``ValueError``, before anything is written.
     """
+    from ..io.atomic import check_replaceable
+
     src_path, dst_path = Path(src).expanduser().resolve(), Path(dst).expanduser().resolve()
     if dst_path == src_path or src_path in dst_path.parents:
         raise ValueError(f"dst must be outside the source set (inputs are never modified); got {dst_path} inside {src_path}")
+    if dst_path in src_path.parents:
+        raise ValueError(f"dst must not hold the source set (lc4 never writes into a folder that holds its input); "
+                         f"got {src_path} inside {dst_path}")
     if resolution is not None and int(resolution) < 1:
         raise ValueError(f"resolution must be a positive number of pixels or None; got {resolution}")
     videos = discover_videos(src_path)
@@ -106,14 +125,14 @@ def prepare_ground_truth(
     missing = [n for n in names if n not in videos]
     if missing:
         raise FileNotFoundError(f"{len(missing)} listed sequence(s) not in {src_path}: {', '.join(missing[:10])}")
-    done = []
-    for name in names:
+    todo = [n for n in names if overwrite or not ((dst_path / "gt" / n).is_dir() and (dst_path / "gray" / n).is_dir())]
+    for name in todo:  # before any work: an existing folder is replaced only when lc4 wrote it
+        for folder in (dst_path / "gt" / name, dst_path / "gray" / name):
+            if folder.exists() or folder.is_symlink():
+                check_replaceable(folder, [src_path])
+    for name in todo:
         gt_dir, grey_dir = dst_path / "gt" / name, dst_path / "gray" / name
-        if not overwrite and gt_dir.is_dir() and grey_dir.is_dir():
-            done.append(name)
-            continue
         frames = videos[name].read(resolution)
-        _write_sequence(frames, gt_dir)
-        _write_sequence(lab_lightness_grey(frames), grey_dir)
-        done.append(name)
-    return done
+        _write_sequence(frames, gt_dir, [src_path])
+        _write_sequence(lab_lightness_grey(frames), grey_dir, [src_path])
+    return names

@@ -2,9 +2,12 @@
 
 Prints (and writes as JSON with --json) instance colour accuracy (chance = 1/8), the fraction of
 caption colour swaps the model follows, CDC (×1000), PSNR against the ground truth and the
-long-range hue spread (`lc4.evaluation.synthetic`). Seeds start at 900 000, never used in training.
+long-range hue spread (`lc4.evaluation.synthetic`); with --free, the free-colour scores of videos
+whose captions leave some colours unnamed (flip rates, seam changes, commitment). Seeds start at
+900 000, never used in training.
 
     python benchmarks/synthetic_eval.py --model lc4/assets/demo-model --videos 24
+    python benchmarks/synthetic_eval.py --videos 0 --free 16 --free-long 2 --fusion none   # clip by clip
     python benchmarks/synthetic_eval.py --model runs/demo_stage0/export --reconstruction
     python benchmarks/synthetic_eval.py --videos 0 --strips docs/images/demo_model.png --strip-clips 4
     python benchmarks/synthetic_eval.py --videos 0 --recolour 0,2,3,5,9,10   # which colour words it follows
@@ -18,7 +21,8 @@ import time
 
 import torch
 
-from lc4.evaluation.synthetic import evaluate_synthetic, pipeline_colorizer, reconstruction_scores
+from lc4.evaluation.synthetic import (evaluate_free_synthetic, evaluate_synthetic, pipeline_colorizer,
+                                      reconstruction_scores)
 
 
 def main() -> None:
@@ -35,6 +39,11 @@ def main() -> None:
     p.add_argument("--guidance", type=float, default=4.5)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--free", type=int, default=0, help="free-colour videos to score (each with every --free-seeds)")
+    p.add_argument("--free-long", type=int, default=0, help="long free-colour videos (T = --long-frames) to score")
+    p.add_argument("--free-seeds", type=int, nargs="+", default=[0, 1], help="sampling seeds of the free videos")
+    p.add_argument("--fusion", default="auto", choices=["auto", "exact", "bounded", "none"],
+                   help="CCF mode for every colorization here")
     p.add_argument("--reconstruction", action="store_true",
                    help="only the VAE round trip's accuracy (the ceiling that stage 0 sets)")
     p.add_argument("--json", default=None)
@@ -50,10 +59,20 @@ def main() -> None:
     results: dict = {}
     if args.reconstruction:
         results["reconstruction"] = reconstruction_scores(pipe.model, args.videos, args.frames, args.size)
-    elif args.videos > 0:
-        colorize = pipeline_colorizer(pipe, steps=args.steps, guidance=args.guidance, seed=args.seed)
-        results["short"] = evaluate_synthetic(colorize, args.videos, num_frames=args.frames, size=args.size).as_dict()
-        if args.long:
+    else:
+        colorize = pipeline_colorizer(pipe, steps=args.steps, guidance=args.guidance, seed=args.seed,
+                                      fusion=args.fusion)
+        if args.videos > 0:
+            results["short"] = evaluate_synthetic(colorize, args.videos, num_frames=args.frames,
+                                                  size=args.size).as_dict()
+        if args.free > 0:
+            results["free"] = evaluate_free_synthetic(colorize, args.free, seeds=tuple(args.free_seeds),
+                                                      num_frames=args.frames, size=args.size).as_dict()
+        if args.free_long > 0:
+            results["free_long"] = evaluate_free_synthetic(colorize, args.free_long, seeds=tuple(args.free_seeds),
+                                                           num_frames=args.long_frames, size=args.size,
+                                                           long=True).as_dict()
+        if args.long and args.videos > 0:
             for name, fusion in (("long_ccf", "bounded"), ("long_no_ccf", "none")):
                 colorize = pipeline_colorizer(pipe, steps=args.steps, guidance=args.guidance, seed=args.seed,
                                               fusion=fusion)

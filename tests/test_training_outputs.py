@@ -42,7 +42,8 @@ def test_train_configs_name_their_folder_once() -> None:
 
 def test_shipped_config_outputs_follow_default_root_dir(tmp_path: Path, monkeypatch) -> None:
     """configs/train/tiny_stage1.yaml with another --trainer.default_root_dir: checkpoints, preemption
-    folder, export, logs, samples and config all land there; `--ckpt_path last` finds the checkpoint."""
+    folder, export, logs, samples and config all land there; `--ckpt_path last` finds the checkpoint;
+    `--export_to` adds an export."""
     cwd = tmp_path / "cwd"
     cwd.mkdir()
     monkeypatch.chdir(cwd)  # where the config's own runs/tiny_stage1 would be written
@@ -73,8 +74,9 @@ def test_shipped_config_outputs_follow_default_root_dir(tmp_path: Path, monkeypa
     assert sorted(p.name for p in (version / "samples").glob("*.png")) == ["step_000000.png", "step_000002.png"]
     # a second run resumes from <root>/checkpoints/last.ckpt and logs to a new version
     assert main(["fit", "--config", str(config), "--trainer.default_root_dir", str(root),
-                 "--trainer.max_steps", "3", "--ckpt_path", "last"]) == 0
+                 "--trainer.max_steps", "3", "--ckpt_path", "last", "--export_to", str(tmp_path / "extra")]) == 0
     assert load_ckpt(root / "checkpoints" / "last.ckpt")["global_step"] == 3
+    assert (tmp_path / "extra" / "model_index.json").is_file()  # --export_to: one more export
     assert (root / "lightning_logs" / "version_1" / "config.yaml").is_file()
     assert not (cwd / "runs").exists()
 

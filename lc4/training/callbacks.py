@@ -5,9 +5,9 @@ is a collective under DDP (rank 0 broadcasts it), so calling it from rank 0 alon
 
 Outputs default to the trainer's `default_root_dir` (`--trainer.default_root_dir`), so configs
 need not repeat it: `PreemptionCheckpoint` → `<root>/checkpoints`, `ExportOnTrainEnd` →
-`<root>/export`, and `use_root_dir_for_outputs` (called by `lc4 train` on its trainer) puts a
-`ModelCheckpoint` without `dirpath` in `<root>/checkpoints` (fixed, so `--ckpt_path last` finds the
-previous run's `last.ckpt`) and makes the default logger a `CSVLogger` in `<root>`.
+`<root>/export`, and `use_root_dir_for_outputs` (called by `lc4 train` on its trainer, whose
+default logger is a `CSVLogger` in `<root>`) puts a `ModelCheckpoint` without `dirpath` in
+`<root>/checkpoints` (fixed, so `--ckpt_path last` finds the previous run's `last.ckpt`).
 """
 
 from __future__ import annotations

@@ -693,19 +693,21 @@ class LC4Module(pl.LightningModule):
             return self.export(path, use_ema=use_ema) if trainer.is_global_zero else None
         state = gather_full_state_dict(trainer.strategy)
         out = None
-        if trainer.is_global_zero:
-            model = LC4Model.from_config(self.model.config, seed=0)
-            weights = model_state_from_checkpoint({"state_dict": state, "lc4_ema": self._ema}, use_ema=use_ema)
-            missing, unexpected = model.load_state_dict(weights, strict=False)
-            if missing or unexpected:
-                raise RuntimeError(f"gathered weights do not match the model ({len(missing)} missing, "
-                                   f"{len(unexpected)} unexpected, e.g. {(missing or unexpected)[0]})")
-            if "vae" in self.train_parts:
-                model.vae.to(self.device)
-                self.calibrate_latent_scale(model=model)
-                model.vae.to("cpu")
-            out = model.save_pretrained(path)
-        trainer.strategy.barrier("lc4_export")
+        try:
+            if trainer.is_global_zero:
+                model = LC4Model.from_config(self.model.config, seed=0)
+                weights = model_state_from_checkpoint({"state_dict": state, "lc4_ema": self._ema}, use_ema=use_ema)
+                missing, unexpected = model.load_state_dict(weights, strict=False)
+                if missing or unexpected:
+                    raise RuntimeError(f"gathered weights do not match the model ({len(missing)} missing, "
+                                       f"{len(unexpected)} unexpected, e.g. {(missing or unexpected)[0]})")
+                if "vae" in self.train_parts:
+                    model.vae.to(self.device)
+                    self.calibrate_latent_scale(model=model)
+                    model.vae.to("cpu")
+                out = model.save_pretrained(path)
+        finally:  # also when rank 0 failed: the others must not wait for it forever
+            trainer.strategy.barrier("lc4_export")
         return out
 
     def calibrate_latent_scale(self, num_clips: int = 64, model: LC4Model | None = None) -> float | None:

@@ -14,7 +14,7 @@ import json
 import logging
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -41,7 +41,19 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--prompt", action="append", default=None,
                    help="the description, e.g. 'a girl in a red coat'; repeat as 'START-END: text' for time ranges "
                    "(inclusive frame numbers, END may be open: '121-: ...')")
-    p.add_argument("--prompts", default=None, help="batch mode: JSON or CSV mapping video name -> prompt")
+    p.add_argument("--prompts", default=None,
+                   help="batch mode: JSON or CSV mapping video name -> prompt; a JSON entry may be an object "
+                   "{\"prompt\": TEXT or [ranged prompts], \"keyframes\": {\"FRAME\": \"image.png\"}} "
+                   "(keyframe paths relative to the table's folder)")
+    p.add_argument("--keyframe", action="append", default=None, metavar="FRAME:IMAGE",
+                   help="a colour keyframe: the image (any resolution, resized like the video) gives frame FRAME "
+                   "(numbered from 0) its colours, which TDA and CCF carry to the frames around it; repeat for more")
+    p.add_argument("--keyframe-strength", type=float, default=1.0,
+                   help="fraction of the denoising steps during which keyframes are held (1: all; the keyframe's "
+                   "frame then comes out with its colours)")
+    p.add_argument("--keyframe-luminance", choices=["video", "keyframe"], default="video",
+                   help="video: encode each keyframe's colours (CIELAB a, b) with the video frame's own L, so a "
+                   "reference from another print fits; keyframe: encode the keyframe as it is")
     p.add_argument("--output", "-o", required=True,
                    help="output video .mp4/.mkv/.mov (H.264, source frame timing and audio kept), a folder for PNG "
                    "frames (no suffix, or ending in /), or an image file (.png/.jpg) for a single-image input; "
@@ -115,11 +127,28 @@ def check_options(args: argparse.Namespace) -> None:
         raise ValueError(f"--guidance must be a finite number, got {args.guidance}")
     if args.guidance < 0:
         raise ValueError(f"--guidance must be >= 0 (1 turns guidance off; 4.5 is the default), got {args.guidance}")
+    from .keyframes import check_keyframe_options
+
+    check_keyframe_options(getattr(args, "keyframe_strength", 1.0), getattr(args, "keyframe_luminance", "video"),
+                           "--keyframe-strength", "--keyframe-luminance")
     import diffusers
 
     if not args.scheduler.endswith("Scheduler") or getattr(diffusers, args.scheduler, None) is None:
         raise ValueError(f"unknown scheduler {args.scheduler!r}: use a diffusers scheduler class name such as "
                          "DDIMScheduler or DPMSolverMultistepScheduler")
+
+
+def check_keyframe_scheduler(args: argparse.Namespace, jobs: list["Job"]) -> None:
+    """Keyframes need a scheduler with `add_noise` (the forward process): refused before the model loads."""
+    from .keyframes import hold_steps
+
+    if not any(job.keyframes for job in jobs) or not hold_steps(getattr(args, "keyframe_strength", 1.0), args.steps):
+        return
+    import diffusers
+
+    if not callable(getattr(getattr(diffusers, args.scheduler), "add_noise", None)):
+        raise ValueError(f"--keyframe needs a scheduler with add_noise, and {args.scheduler} has none: use "
+                         "DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler or EulerDiscreteScheduler")
 
 
 @dataclass
@@ -135,6 +164,12 @@ class Job:
     has_audio: bool
     sample_aspect_ratio: Any = 1
     timestamps: Any = None  # lc4.io.FrameTimes of a variable-frame-rate input, else None
+    keyframes: list = field(default_factory=list)  # lc4.keyframes.KeyframeSpec (paths), checked, by frame
+
+    @property
+    def sources(self) -> list[Path]:
+        """What this job reads, which no output may replace: the input and the keyframe images."""
+        return [self.input, *(Path(spec.image) for spec in self.keyframes)]
 
     @property
     def video(self) -> Path:
@@ -189,23 +224,31 @@ def output_format(requested: str, output: Path, folder: bool = False) -> str:
 
 
 def plan_job(input_path: Path, prompts: list[str], output: Path, args: argparse.Namespace,
-             inputs: Iterable[Path] = ()) -> Job:
-    """Probe the input, parse the prompt schedule and check the outputs; raises on anything wrong.
+             inputs: Iterable[Path] = (), keyframes: Iterable[Any] = ()) -> Job:
+    """Probe the input, parse the prompt schedule, check the keyframes and the outputs; raises on anything wrong.
 
     ``inputs``: further paths no output may be or hold (batch mode: every source of the batch).
+    ``keyframes``: `lc4.keyframes.KeyframeSpec`s with image paths; their frame numbers are checked
+    against the input's frame count and every image is read once (an unreadable one is refused).
     """
     from .io import check_output_path, probe
+    from .keyframes import check_indices, load_image
     from .prompts import parse_prompt_schedule
 
     info = probe(input_path)
     parse_prompt_schedule(prompts if len(prompts) > 1 else prompts[0], info.num_frames)
+    keyframes = list(keyframes)
+    check_indices(keyframes, info.num_frames, input_path.name)
+    for spec in keyframes:
+        load_image(spec.image, spec.label)
+    inputs = [*inputs, *(spec.image for spec in keyframes)]  # no output may replace a keyframe image
     raw = str(getattr(args, "output", ""))
     fmt = output_format(args.format, output, folder=raw.endswith(("/", os.sep)) and Path(raw) == output)
     if fmt == "image" and info.num_frames != 1:
         raise ValueError(f"--output {output} names one image but {input_path} has {info.num_frames} frames: "
                          "give a .mp4 or a folder")
     job = Job(input_path, list(prompts), output, fmt, info.num_frames, info.frame_rate, info.has_audio,
-              info.sample_aspect_ratio)
+              info.sample_aspect_ratio, keyframes=keyframes)
     for target in job.targets:
         check_output_path(target, overwrite=args.overwrite, inputs=[input_path, *inputs],
                           directory=target == job.png and fmt in ("png", "both"))
@@ -286,6 +329,11 @@ def job_key(args: argparse.Namespace, job: Job) -> str:
         "input": str(job.input.resolve()), "input_size": stat.st_size, "input_mtime": stat.st_mtime_ns,
         "prompts": job.prompts,
     }
+    if job.keyframes:  # the images by content: a keyframe edited in place is another job
+        payload["keyframes"] = [[spec.index, hashlib.sha256(Path(spec.image).read_bytes()).hexdigest()]
+                                for spec in job.keyframes]
+        payload["keyframe_strength"] = float(getattr(args, "keyframe_strength", 1.0))
+        payload["keyframe_luminance"] = getattr(args, "keyframe_luminance", "video")
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -336,6 +384,8 @@ def pipeline_kwargs(pipe, args: argparse.Namespace) -> dict[str, Any]:
         window=args.window, weighting=args.weighting, max_interval=args.max_interval,
         clips_per_chunk=args.clips_per_chunk, memory_budget_frames=args.memory_budget_frames,
         keep_luminance=not args.raw, vae_chunk_size=args.vae_chunk, progress=not args.quiet,
+        keyframe_strength=getattr(args, "keyframe_strength", 1.0),
+        keyframe_luminance=getattr(args, "keyframe_luminance", "video"),
     )
 
 
@@ -383,21 +433,22 @@ def _colorize_job(pipe, job: Job, args: argparse.Namespace, reading) -> Path:
         reading.enabled = False  # the input was read; from now on the writing bar counts the frames
 
     chunks = pipe.colorize_chunks(str(job.input), job.prompts if len(job.prompts) > 1 else job.prompts[0],
-                                  callback=after_step, resume_latents=resume, **pipeline_kwargs(pipe, args))
+                                  callback=after_step, resume_latents=resume, keyframes=job.keyframes or None,
+                                  **pipeline_kwargs(pipe, args))
     chunks = _progress(chunks, job.num_frames, f"writing {job.targets[0].name}", not args.quiet)
     if job.fmt == "image":
         frame = np.concatenate(list(chunks))[0]
-        with atomic_output(job.output, overwrite=args.overwrite, inputs=[job.input]) as tmp:
+        with atomic_output(job.output, overwrite=args.overwrite, inputs=job.sources) as tmp:
             Image.fromarray(frame).save(tmp, format=Image.registered_extensions()[job.output.suffix.lower()])
     elif job.fmt == "png":
-        write_png_folder(chunks, job.png, overwrite=args.overwrite, inputs=[job.input])
+        write_png_folder(chunks, job.png, overwrite=args.overwrite, inputs=job.sources)
     else:
         audio = job.input if job.has_audio else None
         with VideoWriter(job.video, job.frame_rate, crf=args.crf, pixel_format=args.pixel_format, audio_from=audio,
                          sample_aspect_ratio=job.sample_aspect_ratio, overwrite=args.overwrite,
-                         inputs=[job.input], timestamps=job.timestamps) as writer:
+                         inputs=job.sources, timestamps=job.timestamps) as writer:
             if job.fmt == "both":  # streamed to both outputs: no full-length frame buffer
-                write_png_folder(_tee(chunks, writer), job.png, overwrite=args.overwrite, inputs=[job.input])
+                write_png_folder(_tee(chunks, writer), job.png, overwrite=args.overwrite, inputs=job.sources)
             else:
                 for _ in _tee(chunks, writer):
                     pass
@@ -413,8 +464,11 @@ def colorize_one(pipe, input_path: Path, prompts: list[str], output: Path, args:
 # --------------------------------------------------------------------------- batch
 
 
-def plan_batch(input_dir: Path, table: dict[str, str], out_dir: Path, args: argparse.Namespace) -> list[Job]:
-    """One job per prompts-table entry that names a video/frame folder in `input_dir` (existing outputs skipped)."""
+def plan_batch(input_dir: Path, table: dict[str, Any], out_dir: Path, args: argparse.Namespace) -> list[Job]:
+    """One job per prompts-table entry that names a video/frame folder in `input_dir` (existing outputs skipped).
+
+    A table value is a prompt, or a `lc4.evaluation.prompts.ColorizeEntry` (prompts and keyframes).
+    """
     if not input_dir.is_dir():
         raise ValueError(f"with --prompts, INPUT must be a folder of videos, got {input_dir}")
     if out_dir.exists() and not out_dir.is_dir():
@@ -429,7 +483,8 @@ def plan_batch(input_dir: Path, table: dict[str, str], out_dir: Path, args: argp
         log.warning("%s: no video or frame folder named so in %s, skipped", name, input_dir)
     # every entry of the input folder is the user's, listed in the table or not: never an output
     entries_by_path = {p.resolve(): p for p in entries}
-    for name, prompt in sorted(table.items()):
+    for name, entry in sorted(table.items()):
+        prompts, keyframes = ([entry], []) if isinstance(entry, str) else (entry.prompts, entry.keyframes)
         if not found[name]:
             continue
         source = found[name][0]
@@ -442,7 +497,7 @@ def plan_batch(input_dir: Path, table: dict[str, str], out_dir: Path, args: argp
         if clash is not None:
             raise ValueError(f"{target}: output is the same as the input {clash} (an entry of {input_dir}); "
                              "choose another --output folder")
-        jobs.append(plan_job(source, [prompt], target, args, inputs=[input_dir]))
+        jobs.append(plan_job(source, prompts, target, args, inputs=[input_dir], keyframes=keyframes))
     return jobs
 
 
@@ -450,7 +505,8 @@ def plan_batch(input_dir: Path, table: dict[str, str], out_dir: Path, args: argp
 
 
 def run(args: argparse.Namespace) -> int:
-    from .evaluation.prompts import load_prompts
+    from .evaluation.prompts import load_colorize_table
+    from .keyframes import parse_keyframe_args
     from .models.attention import describe_backend, set_attention_backend
 
     set_attention_backend(args.attention)
@@ -461,11 +517,17 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("give --prompt for one input or --prompts for a folder of videos, not both")
     if args.prompts is None and not args.prompt:
         raise ValueError("give --prompt TEXT (or --prompts FILE for a folder of videos)")
+    if args.prompts is not None and getattr(args, "keyframe", None):
+        raise ValueError("--keyframe is for one input; in batch mode give each video its keyframes in the prompts "
+                         "JSON: {\"name\": {\"prompt\": \"...\", \"keyframes\": {\"0\": \"ref0.png\"}}}")
     check_options(args)
     if args.prompts is None:
-        jobs = [plan_job(input_path, args.prompt, Path(args.output), args)]
+        keyframes = parse_keyframe_args(getattr(args, "keyframe", None))
+        jobs = [plan_job(input_path, args.prompt, Path(args.output), args, keyframes=keyframes)]
     else:
-        jobs = plan_batch(input_path, load_prompts(args.prompts), Path(args.output), args)
+        jobs = plan_batch(input_path, load_colorize_table(args.prompts), Path(args.output), args)
+    check_keyframe_scheduler(args, jobs)
+    if args.prompts is not None:
         Path(args.output).mkdir(parents=True, exist_ok=True)
     if not jobs:
         print("nothing to do: every output exists (use --overwrite to redo)")

@@ -6,6 +6,10 @@ spread over the frames that prompt covers) → DDIM (or any diffusers scheduler)
 and Cross-Clip Fusion → decode with E^lum skips, chunk by chunk → by default the predicted chroma
 upsampled to the input's full resolution and recombined with the input's own CIELAB L.
 
+Colour keyframes (`keyframes={frame: image}`, `lc4.keyframes`): each is encoded with the VAE and
+its frame is held at the scheduler's noise level for the current step (`lc4.sampling.HeldFrames`),
+so TDA and CCF carry its colour to the frames around it while the prompt governs the rest.
+
 Memory: during denoising, per frame only its latent, its E^lum moments and the fusion sums are
 kept (O(T), small: 5 latent-sized float32 buffers per frame with guidance); UNet activations are
 bounded by `clips_per_chunk` in bounded/none modes. The working-resolution grey frames are only
@@ -30,10 +34,12 @@ from einops import rearrange
 
 from . import ccf
 from .color import fit_size, is_grey, recombine_luminance, resize, to_grey
+from .keyframes import (check_indices, check_keyframe_options, hold_steps, keyframe_latents, keyframe_specs,
+                        load_keyframes)
 from .models.config import LC4Config
 from .models.lc4 import LC4Model
 from .prompts import PromptSchedule, parse_prompt_schedule, truncated_words
-from .sampling import VideoConditioning, fused_noise_prediction, guided, sample_latents
+from .sampling import HeldFrames, VideoConditioning, check_add_noise, fused_noise_prediction, guided, sample_latents
 
 log = logging.getLogger("lc4")
 
@@ -224,6 +230,9 @@ class LC4Pipeline:
         callback: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None,
         progress: bool = True,
         resume_latents: tuple[int, torch.Tensor] | None = None,
+        keyframes: Any = None,
+        keyframe_strength: float = 1.0,
+        keyframe_luminance: str = "video",
     ) -> Iterator[np.ndarray]:
         """Colorize and yield output frames chunk by chunk (uint8 RGB (n, H, W, 3)).
 
@@ -236,6 +245,13 @@ class LC4Pipeline:
         full resolution (default); False yields the raw decoder output at working resolution.
         callback(step, timestep, latents) runs after every denoising step; `resume_latents` =
         (next step, latents after the previous step) continues a saved run.
+        keyframes: `{frame: image}` colour keyframes (an RGB array (H, W, 3) uint8 or float in [0, 1], a
+        PIL image or a path, any resolution: resized to the working size); any number, anywhere. Each
+        keyframe's frame is held at the current noise level during the first
+        round(`keyframe_strength` · steps) steps (1.0: all of them, and the frame ends with the
+        keyframe's colours; 0: keyframes are ignored). `keyframe_luminance`: `video` (default) encodes
+        the keyframe's CIELAB (a, b) with the video frame's own L, `keyframe` the keyframe as it is.
+        Needs a scheduler with `add_noise`.
         Bad options raise `ValueError` before any frame is decoded.
         """
         model, device = self.model, self.device
@@ -244,6 +260,12 @@ class LC4Pipeline:
                        factor=model.vae_scale_factor, steps=num_inference_steps, guidance_scale=guidance_scale,
                        clips_per_chunk=clips_per_chunk, vae_chunk_size=vae_chunk_size,
                        memory_budget_frames=memory_budget_frames, max_interval=max_interval)
+        check_keyframe_options(keyframe_strength, keyframe_luminance)
+        specs = keyframe_specs(keyframes)
+        held_steps = hold_steps(float(keyframe_strength), num_inference_steps) if specs else 0
+        if held_steps:
+            check_add_noise(self.scheduler)
+        key_images = load_keyframes(specs)  # unreadable images fail before any frame is decoded
         if generator is None:
             generator = torch.Generator().manual_seed(0 if seed is None else seed)
         source = FrameSource(video)
@@ -254,12 +276,19 @@ class LC4Pipeline:
             if source.path is None:  # ...unless a file's header count may be wrong: decode first
                 raise
             schedule = None
+        name = f"{source.path.name}" if source.path is not None else "the video"
+        try:
+            check_indices(specs, source.num_frames, name)
+        except ValueError:
+            if source.path is None:
+                raise
         size = fit_size(source.height, source.width, resolution, multiple=model.vae_scale_factor)
 
         grey = self._working_grey(source, size, vae_chunk_size)  # (T, h, w) uint8
         t_frames = grey.shape[0]  # the decoded count, authoritative
         if schedule is None or schedule.num_frames != t_frames:
             schedule = parse_prompt_schedule(prompt, t_frames)
+        check_indices(specs, t_frames, name)
         mode = "none" if fusion == "none" else window
         layout = ccf.make_layout(t_frames, n_frames, mode=mode, weighting=weighting,
                                  max_interval=max_interval if mode == "skip" else None)
@@ -269,7 +298,11 @@ class LC4Pipeline:
         # bounded/none, so the accelerator's memory does not grow with the video's length
         state = device if exact else torch.device("cpu")
         cond = self._conditioning(grey, schedule, negative_prompt, guidance_scale, vae_chunk_size, state)
-        del grey  # not kept through the loop: decoding recomputes it chunk by chunk
+        known = None
+        if held_steps:  # clean latents of the keyframes, encoded with the video's own grey at hand
+            known = keyframe_latents(model, key_images, grey, keyframe_luminance, vae_chunk_size,
+                                     labels={s.index: s.label for s in specs})
+        del grey, key_images  # not kept through the loop: decoding recomputes it chunk by chunk
         if progress:
             how = "no CCF (clip by clip)" if mode == "none" else \
                 f"{mode} window, {weighting} weights, {'exact' if exact else 'bounded'} fusion"
@@ -281,6 +314,14 @@ class LC4Pipeline:
                      size[1] // model.vae_scale_factor)
         latents = torch.randn(lat_shape, generator=generator, dtype=torch.float32, device=generator.device).to(state)
         latents = latents * self.scheduler.init_noise_sigma
+        held = None
+        if known is not None:  # one noise draw per held frame, after the initial latents
+            indices, clean = known
+            noise = torch.randn(clean.shape, generator=generator, dtype=torch.float32, device=generator.device)
+            held = HeldFrames(indices.to(state), clean.to(state), noise.to(state), held_steps)
+            if progress:
+                log.info("keyframes: %d frame(s) held during %d of %d steps", len(indices), held_steps,
+                         num_inference_steps)
         start = 0
         if resume_latents is not None:
             start, saved = resume_latents
@@ -294,7 +335,7 @@ class LC4Pipeline:
             return guided(eps, guidance_scale)
 
         latents = sample_latents(denoise, latents, self.scheduler, generator=generator, callback=callback,
-                                 progress=progress, start_step=start)
+                                 progress=progress, start_step=start, held=held)
         yield from self._decode(latents, source, size, keep_luminance, vae_chunk_size)
 
     # ------------------------------------------------------------------ helpers

@@ -5,6 +5,12 @@ per-clip predictions into one per frame (eq. 8). In **exact** mode all clips run
 and every temporal module's output is fused across clips as well (the paper's CCF); in
 **bounded** mode clips run in chunks of `max_clips` and only noise predictions are fused, so peak
 memory depends on the chunk size, not on the video's length.
+
+`sample_latents` runs the scheduler loop; with `HeldFrames` it also holds known frames (colour
+keyframes, `lc4.keyframes`) at the scheduler's noise level for the current step ("replacement
+conditioning", as in diffusion inpainting, here across time). The replacement acts on the per-frame
+latent state, so it is the same for every fusion mode; TDA and CCF carry the held frames' colour to
+the frames around them.
 """
 
 from __future__ import annotations
@@ -102,6 +108,50 @@ def guided(eps: torch.Tensor, guidance_scale: float) -> torch.Tensor:
     return uncond + guidance_scale * (text - uncond)
 
 
+@dataclass
+class HeldFrames:
+    """Frames whose clean latents are known, held during the first `steps` denoising steps.
+
+    `indices` (K,) are frame numbers, `clean` (K, c, h, w) their clean (scaled VAE) latents, `noise`
+    (K, c, h, w) one noise draw used at every step (so the held frames follow one consistent
+    forward-diffusion path). Before step i < `steps` a held frame's latent is
+    `scheduler.add_noise(clean, noise, timesteps[i])`; when every step is held, the loop ends with
+    the clean latents themselves. `steps = 0` holds nothing (the run is the same as without).
+    """
+
+    indices: torch.Tensor
+    clean: torch.Tensor
+    noise: torch.Tensor
+    steps: int
+
+    def __post_init__(self) -> None:
+        k = self.indices.shape[0]
+        if self.indices.ndim != 1 or self.clean.shape[0] != k or self.noise.shape != self.clean.shape:
+            raise ValueError(f"held frames need indices (K,), clean and noise (K, c, h, w) of one shape; got "
+                             f"{tuple(self.indices.shape)}, {tuple(self.clean.shape)}, {tuple(self.noise.shape)}")
+        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 0:
+            raise ValueError(f"held steps must be an integer >= 0, got {self.steps!r}")
+
+    def put(self, latents: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        """`latents` with the held frames' rows replaced by `values` (a new tensor)."""
+        idx = self.indices.to(latents.device)
+        return latents.index_copy(0, idx, values.to(latents.device, latents.dtype))
+
+    def noisy(self, scheduler, timestep: torch.Tensor) -> torch.Tensor:
+        """The held frames at the noise level of `timestep`: the scheduler's forward process."""
+        clean = self.clean.to(torch.float32)
+        t = torch.as_tensor(timestep, device=clean.device).reshape(1).repeat(clean.shape[0])
+        return scheduler.add_noise(clean, self.noise.to(clean), t)
+
+
+def check_add_noise(scheduler) -> None:
+    """Holding frames needs the scheduler's forward process (`add_noise`); say which scheduler lacks it."""
+    if not callable(getattr(scheduler, "add_noise", None)):
+        name = type(scheduler).__name__
+        raise ValueError(f"keyframes need a scheduler with add_noise, and {name} has none: use DDIMScheduler, "
+                         "DDPMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler or another that has it")
+
+
 def _accepts(fn: Callable, name: str) -> bool:
     return name in inspect.signature(fn).parameters
 
@@ -115,24 +165,39 @@ def sample_latents(
     callback: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None,
     progress: bool = True,
     start_step: int = 0,
+    held: HeldFrames | None = None,
 ) -> torch.Tensor:
     """Run `scheduler` from `latents` (already scaled by init_noise_sigma) with the ε-model `denoise`.
 
     `start_step` skips the first steps (resuming a saved run: `latents` are then the latents after
     step `start_step - 1`; `start_step == len(timesteps)` runs no step). `callback(i, t, latents)`
     is called after every step. NaN/Inf latents raise `FloatingPointError` at once.
+    `held`: frames held at the current step's noise level before each of the first `held.steps`
+    steps (set before the first step, and after each step for the next one; with every step held the
+    loop ends with their clean latents); the callback sees the latents after the replacement, so a
+    resumed run continues exactly. A scheduler without `add_noise` raises `ValueError`.
     """
     timesteps = scheduler.timesteps
     if isinstance(start_step, bool) or not isinstance(start_step, int) or not 0 <= start_step <= len(timesteps):
         raise ValueError(f"start_step must be an integer in [0, {len(timesteps)}] (the number of steps), "
                          f"got {start_step!r}")
     step_kwargs = {"generator": generator} if _accepts(scheduler.step, "generator") else {}
+    n = len(timesteps)
+    hold = 0 if held is None else min(held.steps, n)
+    if hold:
+        check_add_noise(scheduler)
+    if start_step < hold:  # (a resumed run's latents already hold them: the same values again)
+        latents = held.put(latents, held.noisy(scheduler, timesteps[start_step]))
     remaining = timesteps[start_step:]
-    bar = tqdm(remaining, desc="denoising", disable=not progress, initial=start_step, total=len(timesteps))
+    bar = tqdm(remaining, desc="denoising", disable=not progress, initial=start_step, total=n)
     for i, t in enumerate(bar, start=start_step):
         eps = denoise(scheduler.scale_model_input(latents, t), t)
         latents = scheduler.step(eps.to(latents.dtype), t, latents, **step_kwargs).prev_sample
         del eps  # not alive during the next step's UNet calls: one latent-sized buffer less at the peak
+        if i + 1 < hold:  # held at the next step's noise level
+            latents = held.put(latents, held.noisy(scheduler, timesteps[i + 1]))
+        elif i + 1 == n and hold == n:  # held to the end: the known clean latents
+            latents = held.put(latents, held.clean)
         if not torch.isfinite(latents).all():
             raise FloatingPointError(f"latents became NaN/Inf at step {i} (t={int(t)}): try --dtype float32")
         if callback is not None:

@@ -273,6 +273,7 @@ def error_cases(tmp_path_factory, media) -> list[tuple[str, list[str], str]]:
     mp4, out = str(media["mp4"]), str(d / "o.mp4")
     long_prompt = " ".join(["a red car and a blue bus"] * 14) + " under a violet sky"
     ok = ["--prompt", "a red car", *FAST]
+    ref, junk, kf_table = keyframe_error_media(d)
     return [
         ("missing file", [str(d / "missing.mp4"), "--output", out, *ok], "input not found"),
         ("random bytes", [str(d / "junk.mp4"), "--output", out, *ok], "cannot read video"),
@@ -300,7 +301,50 @@ def error_cases(tmp_path_factory, media) -> list[tuple[str, list[str], str]]:
         ("negative guidance", [mp4, "--output", out, *ok, "--guidance", "-1"], r"--guidance must be >= 0 .*got -1"),
         ("avi output", [mp4, "--output", str(d / "o.avi"), *ok], r"cannot write \.avi video; write \.mp4, \.mkv or \.mov"),
         ("unknown suffix", [mp4, "--output", str(d / "o.mp5"), *ok], r"unknown suffix '\.mp5'"),
+        # colour keyframes (issue 24)
+        ("keyframe past the end", [mp4, "--output", out, *ok, "--keyframe", f"12:{ref}"],
+         r"--keyframe 12:.*: frame 12 is out of range: grey.mp4 has 12 frames \(0-11\)"),
+        ("negative keyframe", [mp4, "--output", out, *ok, f"--keyframe=-2:{ref}"],
+         r"frame -2 is before the first frame; frames are numbered from 0"),
+        ("unreadable keyframe", [mp4, "--output", out, *ok, "--keyframe", f"0:{junk}"],
+         r"--keyframe 0:.*junk.png: cannot read the keyframe image"),
+        ("missing keyframe", [mp4, "--output", out, *ok, "--keyframe", f"0:{d / 'nowhere.png'}"],
+         r"keyframe image not found: .*nowhere.png"),
+        ("two keyframes for one frame", [mp4, "--output", out, *ok, "--keyframe", f"3:{ref}", "--keyframe",
+                                         f"03:{ref}"], r"two keyframes for frame 3"),
+        ("keyframe syntax", [mp4, "--output", out, *ok, "--keyframe", ref], r"give FRAME:IMAGE"),
+        ("keyframe scheduler", [mp4, "--output", out, *ok, "--keyframe", f"0:{ref}", "--scheduler", "IPNDMScheduler"],
+         r"needs a scheduler with add_noise, and IPNDMScheduler has none"),
+        ("keyframe strength", [mp4, "--output", out, *ok, "--keyframe", f"0:{ref}", "--keyframe-strength", "2"],
+         r"--keyframe-strength must be a number in \[0, 1\]"),
+        ("keyframe in batch mode", [str(d / "kfclips"), "--prompts", str(kf_table), "--output", str(d / "kfout"),
+                                    *FAST, "--keyframe", f"0:{ref}"], r"--keyframe is for one input"),
+        ("batch keyframe past the end", [str(d / "kfclips"), "--prompts", str(kf_table), "--output",
+                                         str(d / "kfout"), *FAST], r"kf.json, 'clip' keyframe 7: frame 7 is out of "
+                                                                   r"range: clip has 4 frames"),
+        ("batch keyframe key", [str(d / "kfclips"), "--prompts", str(d / "kf_typo.json"), "--output",
+                                str(d / "kfout"), *FAST], r"'clip': unknown key\(s\) 'keyframe'"),
     ]
+
+
+def keyframe_error_media(d: Path) -> tuple[str, str, Path]:
+    """A keyframe image, an unreadable one, and a batch (a 4-frame clip) whose table keys frame 7."""
+    from PIL import Image
+
+    from lc4.io import write_png_folder
+
+    Image.fromarray(colour_frame()).save(d / "ref.png")
+    (d / "junk.png").write_bytes(b"not an image at all")
+    write_png_folder(grey_frames(4), d / "kfclips" / "clip")
+    (d / "kf.json").write_text(json.dumps({"clip": {"prompt": "a red car", "keyframes": {"0": "ref.png",
+                                                                                          "7": "ref.png"}}}))
+    (d / "kf_typo.json").write_text(json.dumps({"clip": {"prompt": "a red car", "keyframe": {"0": "ref.png"}}}))
+    return str(d / "ref.png"), str(d / "junk.png"), d / "kf.json"
+
+
+def colour_frame(h: int = 32, w: int = 48) -> np.ndarray:
+    yy, xx = np.mgrid[0:h, 0:w]
+    return np.stack([xx * 255 // w, yy * 255 // h, np.full((h, w), 128)], -1).astype(np.uint8)
 
 
 def _check_one_line(stderr: str, expected: str) -> None:
@@ -601,3 +645,103 @@ def test_strip_samples_evenly_and_lays_out_rows(tmp_path, media, capsys):
     errors = capsys.readouterr().err.strip().splitlines()
     assert len(errors) == 3 and all(e.startswith("lc4: error: ") for e in errors)
     assert "2 labels for 1 videos" in errors[0] and "same as the input" in errors[1]
+
+
+# --------------------------------------------------------------------------- colour keyframes (issue 24)
+
+
+def test_keyframe_run_holds_the_frame_and_keys_the_resume_state(tmp_path, media):
+    """--keyframe changes the output (its frame most), and keyframes are part of the resume key."""
+    import argparse
+
+    import lc4.colorize_cli as cc
+    from PIL import Image
+
+    from lc4.keyframes import parse_keyframe_args
+
+    ref = tmp_path / "ref.png"
+    Image.fromarray(colour_frame(64, 96)).save(ref)  # another resolution than the video's: resized
+    base = ["colorize", str(media["mp4"]), "--prompt", "a red car", *FAST, "--steps", "3", "--format", "png"]
+    assert lc4_main([*base, "-o", str(tmp_path / "off")]) == 0
+    assert lc4_main([*base, "-o", str(tmp_path / "on"), "--keyframe", f"5:{ref}"]) == 0
+    assert lc4_main([*base, "-o", str(tmp_path / "zero"), "--keyframe", f"5:{ref}", "--keyframe-strength", "0"]) == 0
+    off, on, zero = (png_folder(tmp_path / n) for n in ("off", "on", "zero"))
+    assert on.shape == off.shape == (12, 32, 48, 3)
+    assert np.array_equal(zero, off) and not np.array_equal(on[5], off[5])
+    assert np.abs(to_grey(on)[..., 0].astype(int) - to_grey(off)[..., 0].astype(int)).max() <= 1  # same L
+
+    parser = cc.add_arguments(argparse.ArgumentParser())
+
+    def key(*extra: str) -> str:
+        args = parser.parse_args([str(media["mp4"]), "--prompt", "a red car", "-o", str(tmp_path / "k.mp4"), *extra])
+        job = cc.plan_job(Path(args.input), args.prompt, Path(args.output), args,
+                          keyframes=parse_keyframe_args(args.keyframe))
+        return cc.job_key(args, job)
+
+    plain, keyed = key(), key("--keyframe", f"5:{ref}")
+    assert len({plain, keyed, key("--keyframe", f"4:{ref}"), key("--keyframe", f"5:{ref}", "--keyframe-strength",
+                                                                 "0.5"),
+                key("--keyframe", f"5:{ref}", "--keyframe-luminance", "keyframe")}) == 5
+    assert key("--keyframe", f"5:{ref}") == keyed
+    Image.fromarray(colour_frame(64, 96)[::-1]).save(ref)  # the same path, another picture: another job
+    assert key("--keyframe", f"5:{ref}") != keyed
+
+
+def test_no_output_replaces_a_keyframe_image(tmp_path, capsys, no_model):
+    from PIL import Image
+
+    Image.fromarray(grey_frames(1)[0]).save(tmp_path / "photo.png")
+    Image.fromarray(colour_frame()).save(tmp_path / "ref.png")
+    before = (tmp_path / "ref.png").read_bytes()
+    assert lc4_main(["colorize", str(tmp_path / "photo.png"), "--prompt", "a red car", "--keyframe",
+                     f"0:{tmp_path / 'ref.png'}", "-o", str(tmp_path / "ref.png"), "--overwrite", *FAST]) == 1
+    _check_one_line(capsys.readouterr().err, "same as the input")
+    assert (tmp_path / "ref.png").read_bytes() == before
+
+
+def test_batch_table_gives_each_video_its_prompts_and_keyframes(tmp_path, capsys):
+    from PIL import Image
+
+    from lc4.evaluation.prompts import load_colorize_table, load_prompts
+    from lc4.io import write_png_folder
+
+    videos, refs = tmp_path / "videos", tmp_path / "tables" / "refs"
+    write_png_folder(grey_frames(10), videos / "bear")
+    write_png_folder(grey_frames(6, 24, 40), videos / "swan")
+    refs.mkdir(parents=True)
+    Image.fromarray(colour_frame()).save(refs / "bear0.png")
+    Image.fromarray(colour_frame(24, 40)).save(refs / "bear9.png")
+    table = tmp_path / "tables" / "prompts.json"
+    table.write_text(json.dumps({
+        "bear": {"prompt": ["0-4: a brown bear", "5-: a black bear"], "keyframes": {"0": "refs/bear0.png",
+                                                                                   "9": "refs/bear9.png"}},
+        "swan": "a white swan", "empty": "",
+    }))
+    entries = load_colorize_table(table)
+    assert sorted(entries) == ["bear", "swan"]  # an empty prompt is dropped, as load_prompts does
+    assert entries["bear"].prompts == ["0-4: a brown bear", "5-: a black bear"]
+    assert [(k.index, k.image) for k in entries["bear"].keyframes] == [(0, refs / "bear0.png"), (9, refs / "bear9.png")]
+    assert entries["swan"].prompts == ["a white swan"] and entries["swan"].keyframes == []
+    # lc4 evaluate reads the same table: an object entry with one prompt string gives that prompt
+    one = tmp_path / "one.json"
+    one.write_text(json.dumps({"bear": {"prompt": "a brown bear", "keyframes": {"0": "x.png"}}, "swan": "a swan"}))
+    assert load_prompts(one) == {"bear": "a brown bear", "swan": "a swan"}
+    out = tmp_path / "out"
+    assert lc4_main(["colorize", str(videos), "--prompts", str(table), "-o", str(out), *FAST, "--format", "png"]) == 0
+    assert png_folder(out / "bear").shape == (10, 32, 48, 3) and png_folder(out / "swan").shape == (6, 24, 40, 3)
+    for text, message in (
+        ('{"bear": {"prompt": "a bear", "keyframes": {"0": "refs/bear0.png", "0": "refs/bear9.png"}}}',
+         "'bear' keyframe 0: two keyframes for frame 0"),
+        ('{"bear": {"prompt": "a bear", "keyframes": {"0": "refs/bear0.png", "00": "refs/bear9.png"}}}',
+         "two keyframes for frame 0"),
+        ('{"bear": "a bear", "bear": "a brown bear"}', "the name 'bear' appears twice"),
+        ('{"bear": {"keyframes": {"0": "refs/bear0.png"}}}', '"prompt" must be a non-empty string'),
+        ('{"bear": {"prompt": "a bear", "keyframes": ["refs/bear0.png"]}}', '"keyframes" must map frame numbers'),
+        ('{"bear": {"prompt": "a bear", "keyframes": {"first": "refs/bear0.png"}}}', "must be an integer"),
+    ):
+        table.write_text(text)
+        with pytest.raises(ValueError, match=message):
+            load_colorize_table(table)
+    table.write_text(json.dumps({"bear": {"prompt": "a bear", "keyframes": {"3": "refs/missing.png"}}}))
+    assert lc4_main(["colorize", str(videos), "--prompts", str(table), "-o", str(tmp_path / "o2"), *FAST]) == 1
+    _check_one_line(capsys.readouterr().err, r"'bear' keyframe 3: keyframe image not found: .*refs/missing.png")

@@ -7,9 +7,9 @@ UNet's forward (`predict_noise`), the rest of the forward (CMPF, losses, groundi
 pass and the optimizer step with EMA. All shares come from the same steps of one run, so a load
 change on the machine shifts them together; the printed ratios are what matter, not the seconds.
 
-    python benchmarks/step_breakdown.py                          # the demo's one-run stage 1
-    python benchmarks/step_breakdown.py --config configs/demo/stage0.yaml --steps 10
-    python benchmarks/step_breakdown.py --config configs/demo/fast_stage1.yaml --model.init_from lc4/assets/demo-model
+    python benchmarks/step_breakdown.py                          # the video stage (needs stage 1a's export)
+    python benchmarks/step_breakdown.py --config configs/demo/demo60_stage0.yaml --steps 10
+    python benchmarks/step_breakdown.py --config configs/demo/demo60_stage1.yaml --model.init_from lc4/assets/demo-model
 
 Arguments it does not know go to the training CLI as config overrides.
 """
@@ -79,7 +79,7 @@ class StepClock(pl.Callback):
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", default="configs/demo/stage1_phrases_direct.yaml")
+    p.add_argument("--config", default="configs/demo/lc4_stage1_video.yaml")
     p.add_argument("--steps", type=int, default=20, help="measured steps")
     p.add_argument("--warmup", type=int, default=5, help="steps run before measuring")
     args, overrides = p.parse_known_args()

@@ -188,8 +188,9 @@ def measure(name: str, seed: int, folder: Path, args: argparse.Namespace) -> dic
     variants = {name: INFERENCE["ccf_exact"]}
     if name == "full":
         variants.update({v: o for v, o in INFERENCE.items() if v != "ccf_exact"})
-    setting = {k: getattr(args, k) for k in ("videos", "free_videos", "long_videos", "long_frames", "steps",
-                                             "guidance", "sample_seeds", "picture_clip")}
+    setting = {k: getattr(args, k) for k in ("videos", "free_videos", "long_videos", "long_videos_trained",
+                                             "long_frames", "steps", "long_steps", "guidance", "sample_seeds",
+                                             "picture_clip")}
     setting["variants"] = sorted(variants)
     if cache.is_file():
         cached = json.loads(cache.read_text())
@@ -200,17 +201,21 @@ def measure(name: str, seed: int, folder: Path, args: argparse.Namespace) -> dic
     grey = to_grey(clip.rgb)
     out = {}
     for variant, options in variants.items():
+        # the full model's inference variants are the CCF comparison: they get every long video; a
+        # trained variant's own long-video row gets --long-videos-trained of them
+        long_videos = args.long_videos if name == "full" else args.long_videos_trained
         t0 = time.time()
         colorize = pipeline_colorizer(pipe, steps=args.steps, guidance=args.guidance, **options)
+        colorize_long = pipeline_colorizer(pipe, steps=args.long_steps, guidance=args.guidance, **options)
         trained = variant in TRAINED
         named = evaluate_synthetic(colorize, args.videos).as_dict() if trained else None
         free = evaluate_free_synthetic(colorize, args.free_videos, seeds=tuple(args.sample_seeds)).as_dict() \
             if trained else None
-        long = evaluate_free_synthetic(colorize, args.long_videos, seeds=(0,), num_frames=args.long_frames,
+        long = evaluate_free_synthetic(colorize_long, long_videos, seeds=(0,), num_frames=args.long_frames,
                                        long=True, first=args.picture_clip).as_dict()
         strip = cache.parent / f"{variant}-s{seed}.npy"
         strip.parent.mkdir(parents=True, exist_ok=True)
-        np.save(strip, colorize(grey, clip.caption))
+        np.save(strip, colorize_long(grey, clip.caption))
         if named:
             named.pop("per_video_accuracy", None)
         out[variant] = {"seed": seed, "model": str(folder), "options": options, "named": named, "free": free,
@@ -297,7 +302,11 @@ def main() -> None:
     p.add_argument("--free-videos", type=int, default=16, help="short free-colour videos per model")
     p.add_argument("--sample-seeds", type=int, nargs="+", default=[0, 1], help="sampling seeds of the free videos")
     p.add_argument("--long-videos", type=int, default=2, help="long free-colour videos per model and variant")
+    p.add_argument("--long-videos-trained", type=int, default=1,
+                   help="long free-colour videos for the trained variants other than full")
     p.add_argument("--long-frames", type=int, default=128)
+    p.add_argument("--long-steps", type=int, default=10,
+                   help="sampling steps on long videos (a CCF step costs 5 clips' worth per frame at T = 128)")
     p.add_argument("--picture-clip", type=int, default=0, help="first long held-out clip (also pictured)")
     p.add_argument("--steps", type=int, default=20, help="sampling steps")
     p.add_argument("--guidance", type=float, default=4.5)
@@ -332,7 +341,8 @@ def main() -> None:
     if args.no_report:
         return
     results["meta"] = {"seconds": round(time.time() - t0), **{k: getattr(args, k) for k in (
-        "videos", "free_videos", "sample_seeds", "long_videos", "long_frames", "steps", "guidance", "seeds",
+        "videos", "free_videos", "sample_seeds", "long_videos", "long_videos_trained", "long_frames", "steps",
+        "long_steps", "guidance", "seeds",
         "steps_video", "image")}}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

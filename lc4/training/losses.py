@@ -55,6 +55,7 @@ def denoising_loss(
     instance_masks: torch.Tensor | None = None,
     instance_words: Sequence[str] | None = None,
     grounding_weight: float = 0.0,
+    context_frame_fraction: float = 0.0,
 ) -> torch.Tensor:
     """Eq. 9: ‖ε − ε_θ(z_t, t, y^tex, y^lum)‖² for clips `(b, f, 3, h, w)` in [-1, 1].
 
@@ -71,6 +72,9 @@ def denoising_loss(
     `grounding_weight` > 0 adds that weight times `grounding.grounding_loss` (not part of L-C4): with
     `instance_masks` `(b, f, n, h, w)` and `instance_words` ("red star;blue circle" per clip), the
     pixels of each shape are asked to attend to its own words rather than the other shapes'.
+    `context_frame_fraction` > 0 (not part of L-C4; `context_timesteps`): that share of the clips has
+    one frame at a lower noise level than the rest, so the temporal layers learn to carry what a
+    cleaner frame shows (a colour the sentence leaves open) to the frames around it.
     """
     b, f = pixel_values.shape[:2]
     if paired and b % 2:
@@ -89,6 +93,8 @@ def denoising_loss(
     if paired:
         noise, t = noise.repeat(2, 1, 1, 1), t.repeat(2)
     t = t.repeat_interleave(f)
+    if context_frame_fraction > 0 and f > 1:
+        t = context_timesteps(t, f, context_frame_fraction, generator)
     noisy = noise_scheduler.add_noise(latents, noise, t)
     if grounding_weight > 0:
         if instance_masks is None or instance_words is None:
@@ -105,6 +111,23 @@ def denoising_loss(
     if shape_mask is None or shape_weight == 1.0:
         return F.mse_loss(pred.float(), target) + grounding
     return weighted_mse(pred.float(), target, shape_pixel_weight(shape_mask, shape_weight, latents)) + grounding
+
+
+def context_timesteps(t: torch.Tensor, frames: int, fraction: float,
+                      generator: torch.Generator | None = None) -> torch.Tensor:
+    """Per-frame timesteps `(b f,)` in which `fraction` of the clips have one random frame at a
+    timestep drawn uniformly below the clip's: a cleaner context frame inside a noisy clip."""
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"context_frame_fraction must be in [0, 1], got {fraction}")
+    clips = rearrange(t, "(b f) -> b f", f=frames).clone()
+    b = clips.shape[0]
+    dev = clips.device
+    chosen = torch.rand(b, generator=generator, device=dev) < fraction
+    frame = torch.randint(0, frames, (b,), generator=generator, device=dev)
+    lower = (torch.rand(b, generator=generator, device=dev) * clips[:, 0].float()).long()
+    rows = torch.nonzero(chosen).flatten()
+    clips[rows, frame[rows]] = lower[rows]
+    return rearrange(clips, "b f -> (b f)")
 
 
 def shape_pixel_weight(shape_mask: torch.Tensor, shape_weight: float, like: torch.Tensor) -> torch.Tensor:

@@ -9,6 +9,9 @@ trains both together (an option; the demo keeps the paper's order, docs/decision
 `lr_schedule: cosine` decays the learning rate to `min_lr_ratio`·lr over `max_steps` after
 `warmup_steps` of linear warm-up (only over the last `decay_steps` when set, the rate held before
 them); `chroma_weight` adds an L1 on Lab (a, b) to stage 0's loss.
+`context_frame_fraction` gives that share of the training clips one cleaner frame (a lower timestep
+than the clip's, `losses.context_timesteps`; not in L-C4), so the temporal layers learn to carry what
+one frame shows to the others (docs/decisions.md).
 `frozen_modules` keeps named submodules of trained parts frozen (e.g. stage 1 training only
 E^lum's latent head: `lum_encoder.encoder.down_blocks`, `.conv_in`, `.mid_block` frozen).
 `posterior_logvar_init` starts a VAE trained here with a near-deterministic posterior
@@ -238,12 +241,15 @@ class LC4Module(pl.LightningModule):
         posterior_logvar_init: float | None = None,
         shape_loss_weight: float = 1.0,
         grounding_loss_weight: float = 0.0,
+        context_frame_fraction: float = 0.0,
     ):
         super().__init__()
         if stage not in STAGE_PARTS:
             raise ValueError(f"stage must be 0, 1 or 2, got {stage}")
         if calibrate_text_encoder < 0:
             raise ValueError(f"calibrate_text_encoder must be >= 0 (a number of captions), got {calibrate_text_encoder}")
+        if not 0.0 <= context_frame_fraction <= 1.0:
+            raise ValueError(f"context_frame_fraction must be in [0, 1], got {context_frame_fraction}")
         if not 0.0 <= caption_dropout <= 1.0:
             raise ValueError(f"caption_dropout must be in [0, 1], got {caption_dropout}")
         if ema_decay is not None and not 0.0 <= ema_decay < 1.0:
@@ -486,7 +492,9 @@ class LC4Module(pl.LightningModule):
                                   generator=self._step_generator(batch_idx),
                                   use_cmpf=self.use_cmpf,  # stage 1: plain CLIP embeddings by default
                                   high_noise_fraction=self.hparams.high_noise_fraction,
-                                  paired="twin_caption" in batch, **self._shape_weighting(batch))
+                                  paired="twin_caption" in batch,
+                                  context_frame_fraction=self.hparams.context_frame_fraction,
+                                  **self._shape_weighting(batch))
         if not self._all_finite(loss):
             raise FloatingPointError(f"loss is not finite ({loss.item()}) at step {self.global_step}; "
                                      "lower the learning rate or use bf16 instead of 16-mixed")

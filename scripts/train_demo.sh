@@ -1,22 +1,33 @@
 #!/usr/bin/env bash
-# Train the L-C4 demo model from nothing on the procedural benchmark (named and free-colour captions),
-# through train.py and the stage configs, measure it and install it as lc4/assets/demo-model (the
-# CLI default; the committed one is this script's output). docs/results.md has every number.
-#   stage 0  (configs/demo/demo60_stage0.yaml, 800 steps): the VAE and E^lum from scratch, the
-#            shapes' pixels weighted 8x in the reconstruction
-#   stage 1a (lc4_stage1_image.yaml, 2 700 steps): the image model, the wide UNet over MiniLM with
-#            phrase values, no temporal layers, one-frame clips, a quarter of the captions free-colour
-#   stage 1b (lc4_stage1_video.yaml): TDA added to every transformer block (zero output) and trained
-#            on 8-frame clips with CMPF trained jointly, half of the captions free-colour
-# Time (TIMES below): measured stage by stage, written to runs/demo_times.txt; docs/results.md,
-# "The L-C4 demo model", has the numbers. Resumable: a stage whose export exists is skipped, an
-# interrupted stage continues from its last checkpoint (every 250-300 steps). Sample strips in
+# Train a demo model from nothing on the procedural benchmark, through train.py and the stage
+# configs, and measure it (benchmarks/synthetic_eval.py). docs/results.md has every number.
+#
+# RECIPE=image (default): the shipped demo model (lc4/assets/demo-model, the CLI default), an image
+# model applied frame by frame; installs it. 59.8 min measured on 2 idle cores:
+#   stage 0  (configs/demo/demo60_stage0.yaml, 800 steps, 16 min): the VAE and E^lum from scratch,
+#            the shapes' pixels weighted 8x in the reconstruction
+#   stage 1  (demo60_stage1.yaml, 2 700 one-frame steps, 44 min): the wide UNet over MiniLM with
+#            phrase values, grounding and the shape-weighted loss
+# RECIPE=lc4: the L-C4 chain (issue 23, in progress): scores it, named and free-colour, does not
+# install it (its temporal layers do not yet measurably keep colours: docs/results.md):
+#   stage 0  (demo60_stage0.yaml, as above)
+#   stage 1a (lc4_stage1_image.yaml, 2 700 one-frame steps, 49.7 min measured on one thread beside
+#            other jobs): the image model without temporal layers, a quarter of the captions free-colour
+#   stage 1b (lc4_stage1_video.yaml, 600 steps, 27 min measured on one thread beside other jobs):
+#            TDA added to every transformer block (zero output) and trained on 8-frame clips with
+#            CMPF trained jointly, half of the captions free-colour
+# Resumable: a stage whose export exists is skipped, an interrupted stage continues from its last
+# checkpoint. Stage times are appended to runs/demo_times.txt. Sample strips in
 # runs/<stage>/lightning_logs/*/samples/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
-CONFIGS="demo60_stage0 lc4_stage1_image lc4_stage1_video"
-FINAL=runs/lc4_stage1_video/export
+RECIPE=${RECIPE:-image}
+case "$RECIPE" in
+  image) CONFIGS="demo60_stage0 demo60_stage1"; FINAL=runs/demo60_stage1/export; FREE=0 ;;
+  lc4) CONFIGS="demo60_stage0 lc4_stage1_image lc4_stage1_video"; FINAL=runs/lc4_stage1_video/export; FREE=16 ;;
+  *) echo "RECIPE must be image or lc4, got '$RECIPE'" >&2; exit 2 ;;
+esac
 mkdir -p runs
 for c in $CONFIGS; do
   out=$(sed -n 's/^ *default_root_dir: *//p' "configs/demo/$c.yaml")
@@ -29,13 +40,14 @@ for c in $CONFIGS; do
   fi
   start=$SECONDS
   $PY train.py fit --config "configs/demo/$c.yaml" "${resume[@]}"
-  echo "$c: $((SECONDS - start)) s$([ ${#resume[@]} -gt 0 ] && echo ' (resumed run: this part only)')" | tee -a runs/demo_times.txt
+  echo "$c: $((SECONDS - start)) s$([ ${#resume[@]} -gt 0 ] && echo ' (resumed: this part only)')" | tee -a runs/demo_times.txt
 done
 echo "training took $((SECONDS / 60)) min $((SECONDS % 60)) s in this invocation (runs/demo_times.txt has each stage)"
-$PY benchmarks/synthetic_eval.py --model "$FINAL" --videos 24 --free 16 --json runs/demo_eval.json
+$PY benchmarks/synthetic_eval.py --model "$FINAL" --videos 24 --free "$FREE" --json "runs/demo_eval_$RECIPE.json"
+if [ "$RECIPE" != image ]; then exit 0; fi
 # fp16 storage halves the download; the text encoder is referenced (the wheel), not stored
 $PY -c "import torch; from lc4.models.lc4 import LC4Model; LC4Model.from_pretrained('$FINAL')\
 .save_pretrained('lc4/assets/demo-model', storage_dtype=torch.float16)"
 du -sh lc4/assets/demo-model
-$PY -c "import json; a = json.load(open('runs/demo_eval.json'))['short']['instance_accuracy']; \
-print(f'installed lc4/assets/demo-model: held-out accuracy {a:.2f}', '(meets' if a >= 0.85 else '(below', 'the 0.85 bar)')"
+$PY -c "import json; a = json.load(open('runs/demo_eval_image.json'))['short']['instance_accuracy']; \
+print(f'installed lc4/assets/demo-model: held-out accuracy {a:.2f}', '(meets' if a >= 0.8 else '(below', 'the 0.8 bar)')"

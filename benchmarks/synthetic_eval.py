@@ -44,6 +44,8 @@ def main() -> None:
     p.add_argument("--free-seeds", type=int, nargs="+", default=[0, 1], help="sampling seeds of the free videos")
     p.add_argument("--fusion", default="auto", choices=["auto", "exact", "bounded", "none"],
                    help="CCF mode for every colorization here")
+    p.add_argument("--noise-correlation", type=float, default=0.0,
+                   help="share this much of the initial noise between frames (LC4Pipeline noise_correlation)")
     p.add_argument("--reconstruction", action="store_true",
                    help="only the VAE round trip's accuracy (the ceiling that stage 0 sets)")
     p.add_argument("--json", default=None)
@@ -61,7 +63,7 @@ def main() -> None:
         results["reconstruction"] = reconstruction_scores(pipe.model, args.videos, args.frames, args.size)
     else:
         colorize = pipeline_colorizer(pipe, steps=args.steps, guidance=args.guidance, seed=args.seed,
-                                      fusion=args.fusion)
+                                      fusion=args.fusion, noise_correlation=args.noise_correlation)
         if args.videos > 0:
             results["short"] = evaluate_synthetic(colorize, args.videos, num_frames=args.frames,
                                                   size=args.size).as_dict()

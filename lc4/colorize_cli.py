@@ -68,6 +68,9 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                    "around it); 'demo' = the shipped demo model; 'random-tiny' = random weights")
     p.add_argument("--steps", type=int, default=50, help="denoising steps")
     p.add_argument("--guidance", type=float, default=4.5, help="classifier-free guidance scale (1 = off)")
+    p.add_argument("--noise-correlation", type=float, default=0.0,
+                   help="0..1: share this much of the initial noise between all frames (0: independent frames, "
+                   "as in the paper); higher keeps colours the prompt leaves open the same over the film")
     p.add_argument("--negative-prompt", default="", help="text of the unconditional branch")
     p.add_argument("--seed", type=int, default=0, help="random seed (same seed = same colours)")
     p.add_argument("--resolution", type=int, default=None,
@@ -127,6 +130,9 @@ def check_options(args: argparse.Namespace) -> None:
         raise ValueError(f"--guidance must be a finite number, got {args.guidance}")
     if args.guidance < 0:
         raise ValueError(f"--guidance must be >= 0 (1 turns guidance off; 4.5 is the default), got {args.guidance}")
+    correlation = getattr(args, "noise_correlation", 0.0)
+    if not (np.isfinite(correlation) and 0 <= correlation <= 1):
+        raise ValueError(f"--noise-correlation must be in [0, 1] (0: independent frames), got {correlation}")
     from .keyframes import check_keyframe_options
 
     check_keyframe_options(getattr(args, "keyframe_strength", 1.0), getattr(args, "keyframe_luminance", "video"),
@@ -329,6 +335,8 @@ def job_key(args: argparse.Namespace, job: Job) -> str:
         "input": str(job.input.resolve()), "input_size": stat.st_size, "input_mtime": stat.st_mtime_ns,
         "prompts": job.prompts,
     }
+    if getattr(args, "noise_correlation", 0.0):  # (absent at 0, so earlier saved runs still resume)
+        payload["noise_correlation"] = float(args.noise_correlation)
     if job.keyframes:  # the images by content: a keyframe edited in place is another job
         payload["keyframes"] = [[spec.index, hashlib.sha256(Path(spec.image).read_bytes()).hexdigest()]
                                 for spec in job.keyframes]
@@ -386,6 +394,7 @@ def pipeline_kwargs(pipe, args: argparse.Namespace) -> dict[str, Any]:
         keep_luminance=not args.raw, vae_chunk_size=args.vae_chunk, progress=not args.quiet,
         keyframe_strength=getattr(args, "keyframe_strength", 1.0),
         keyframe_luminance=getattr(args, "keyframe_luminance", "video"),
+        noise_correlation=float(getattr(args, "noise_correlation", 0.0)),
     )
 
 

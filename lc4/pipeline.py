@@ -39,7 +39,8 @@ from .keyframes import (check_indices, check_keyframe_options, hold_steps, keyfr
 from .models.config import LC4Config
 from .models.lc4 import LC4Model
 from .prompts import PromptSchedule, parse_prompt_schedule, truncated_words
-from .sampling import HeldFrames, VideoConditioning, check_add_noise, fused_noise_prediction, guided, sample_latents
+from .sampling import (HeldFrames, VideoConditioning, check_add_noise, check_noise_correlation, fused_noise_prediction,
+                       guided, initial_noise, sample_latents)
 
 log = logging.getLogger("lc4")
 
@@ -233,6 +234,7 @@ class LC4Pipeline:
         keyframes: Any = None,
         keyframe_strength: float = 1.0,
         keyframe_luminance: str = "video",
+        noise_correlation: float = 0.0,
     ) -> Iterator[np.ndarray]:
         """Colorize and yield output frames chunk by chunk (uint8 RGB (n, H, W, 3)).
 
@@ -252,6 +254,10 @@ class LC4Pipeline:
         keyframe's colours; 0: keyframes are ignored). `keyframe_luminance`: `video` (default) encodes
         the keyframe's CIELAB (a, b) with the video frame's own L, `keyframe` the keyframe as it is.
         Needs a scheduler with `add_noise`.
+        noise_correlation ρ in [0, 1]: the initial noise of every frame is sqrt(ρ)·(one draw shared by
+        the whole video) + sqrt(1 − ρ)·(its own draw) (`lc4.sampling.initial_noise`); 0 (default) is
+        the paper's i.i.d. noise. Higher ρ keeps colours the sentence leaves open the same across
+        frames and clips (docs/results.md).
         Bad options raise `ValueError` before any frame is decoded.
         """
         model, device = self.model, self.device
@@ -261,6 +267,7 @@ class LC4Pipeline:
                        clips_per_chunk=clips_per_chunk, vae_chunk_size=vae_chunk_size,
                        memory_budget_frames=memory_budget_frames, max_interval=max_interval)
         check_keyframe_options(keyframe_strength, keyframe_luminance)
+        check_noise_correlation(noise_correlation)
         specs = keyframe_specs(keyframes)
         held_steps = hold_steps(float(keyframe_strength), num_inference_steps) if specs else 0
         if held_steps:
@@ -312,7 +319,7 @@ class LC4Pipeline:
         self.scheduler.set_timesteps(num_inference_steps, device=state)
         lat_shape = (t_frames, model.vae.config.latent_channels, size[0] // model.vae_scale_factor,
                      size[1] // model.vae_scale_factor)
-        latents = torch.randn(lat_shape, generator=generator, dtype=torch.float32, device=generator.device).to(state)
+        latents = initial_noise(lat_shape, generator, float(noise_correlation)).to(state)
         latents = latents * self.scheduler.init_noise_sigma
         held = None
         if known is not None:  # one noise draw per held frame, after the initial latents

@@ -152,6 +152,29 @@ def check_add_noise(scheduler) -> None:
                          "DDPMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler or another that has it")
 
 
+def check_noise_correlation(correlation: float) -> None:
+    """One line for a correlation outside [0, 1] (NaN included)."""
+    if isinstance(correlation, bool) or not isinstance(correlation, (int, float)) or not 0.0 <= correlation <= 1.0:
+        raise ValueError(f"noise_correlation must be a number in [0, 1] (0: independent frames), got {correlation!r}")
+
+
+def initial_noise(shape: tuple[int, ...], generator: torch.Generator, correlation: float = 0.0) -> torch.Tensor:
+    """Initial latents (T, c, h, w) ~ N(0, 1) per element, with correlation `correlation` between frames.
+
+    The mixed noise prior: every frame's noise is sqrt(ρ)·ε_shared + sqrt(1 − ρ)·ε_frame, with one
+    ε_shared (c, h, w) for the whole video. ρ = 0 is the usual i.i.d. noise (the same draws as
+    before this option existed); ρ = 1 gives every frame the same noise. Diffusion models settle
+    coarse choices, such as which colour an unnamed object takes, from the initial noise in the first
+    steps; frames drawn independently may settle them differently, and no later fusion undoes that.
+    """
+    check_noise_correlation(correlation)
+    frames = torch.randn(shape, generator=generator, dtype=torch.float32, device=generator.device)
+    if correlation == 0.0:
+        return frames
+    shared = torch.randn(shape[1:], generator=generator, dtype=torch.float32, device=generator.device)
+    return correlation ** 0.5 * shared + (1.0 - correlation) ** 0.5 * frames
+
+
 def _accepts(fn: Callable, name: str) -> bool:
     return name in inspect.signature(fn).parameters
 

@@ -22,7 +22,7 @@ from lc4.color import fit_size, lightness, resize, rgb_to_lab, to_grey
 from lc4.models.luminance import LuminanceFeatures
 from lc4.models.text import TextConditioning
 from lc4.pipeline import LC4Pipeline, as_uint8_video
-from lc4.sampling import VideoConditioning, fused_noise_prediction, sample_latents
+from lc4.sampling import VideoConditioning, fused_noise_prediction, initial_noise, sample_latents
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPT = "a red car on a grey road"
@@ -229,6 +229,26 @@ def test_seed_determinism_and_different_seeds_change_only_colour(pipe):
     assert np.abs(lab_a[..., 0] - lab_c[..., 0]).max() < 1.0  # ...on the same luminance
 
 
+def test_initial_noise_mixes_one_shared_draw_with_each_frames_own():
+    shape = (6, 4, 16, 16)
+    plain = torch.randn(shape, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(initial_noise(shape, torch.Generator().manual_seed(3), 0.0), plain)  # ρ = 0: as before
+    same = initial_noise(shape, torch.Generator().manual_seed(3), 1.0)
+    assert torch.allclose(same, same[:1].expand(shape))  # ρ = 1: one noise for every frame
+    big = initial_noise((2, 4, 128, 128), torch.Generator().manual_seed(0), 0.6)
+    corr = torch.corrcoef(big.flatten(1))[0, 1].item()
+    assert abs(corr - 0.6) < 0.03 and abs(big.std().item() - 1.0) < 0.02  # correlation ρ, unit variance
+
+
+def test_noise_correlation_makes_frames_alike(plain_pipe):
+    """A static video through a model with frame-independent layers: frames differ only by their noise, so
+    shared noise (ρ = 1) gives identical frames and ρ = 0 does not."""
+    video = np.repeat(grey_video(1), 6, axis=0)
+    spread = {rho: colorize(plain_pipe, video, noise_correlation=rho).astype(np.float32).std(axis=0).mean()
+              for rho in (0.0, 1.0)}
+    assert spread[1.0] < 1e-3 < spread[0.0]
+
+
 @torch.no_grad()
 def test_time_ranged_prompts_condition_their_frames(pipe):
     """Frames 0-9 get 'a red car', 10-15 'a blue sky'; the boundary falls inside clip 8-15."""
@@ -328,6 +348,8 @@ def test_single_image_and_other_input_types(pipe):
         ({"vae_chunk_size": 0}, "vae_chunk_size must be an integer >= 1, got 0"),
         ({"memory_budget_frames": 0}, "memory_budget_frames must be an integer >= 1"),
         ({"guidance_scale": float("nan")}, "guidance_scale must be a finite number"),
+        ({"noise_correlation": 1.5}, "noise_correlation must be a number in [0, 1]"),
+        ({"noise_correlation": float("nan")}, "noise_correlation must be a number in [0, 1]"),
         ({"resume_latents": (1, torch.zeros(3, 4, 4, 4))}, "saved latents have shape (3, 4, 4, 4)"),
         ({"resume_latents": (9, torch.zeros(4, 4, 4, 4))}, "start_step must be an integer in [0, 3]"),
     ],

@@ -24,6 +24,7 @@ from lc4.io import (
     VideoWriter,
     as_frame_rate,
     atomic_output,
+    check_output_path,
     check_replaceable,
     find_frame_files,
     foreign_entry,
@@ -565,6 +566,19 @@ def test_overwrite_never_replaces_a_folder_holding_an_input(tmp_path, source_fra
     with pytest.raises(ValueError, match="holds the input"):
         check_replaceable(tmp_path, inputs=[film])  # an ancestor of the input, several levels up
     assert film.read_bytes() == b"the only copy" and sorted(p.name for p in d.iterdir()) == ["film.mp4"]
+
+
+def test_no_output_inside_an_input_frame_folder(tmp_path, source_frames):
+    """A new image inside an input frame folder would become one of its frames: refused, nothing written."""
+    frames = tmp_path / "frames"
+    write_png_folder(source_frames[:2], frames)
+    before = sorted(p.name for p in frames.iterdir())
+    for target in (frames / "colour.png", frames / "out" / "x.mp4"):
+        with pytest.raises(ValueError, match="is inside the input frame folder") as e:
+            check_output_path(target, inputs=[frames])
+        one_line(e, target)
+    assert sorted(p.name for p in frames.iterdir()) == before
+    assert check_output_path(tmp_path / "colour.png", inputs=[frames]) == tmp_path / "colour.png"  # beside it: fine
 
 
 def test_overwrite_never_replaces_a_folder_with_other_files(tmp_path, source_frames, monkeypatch):

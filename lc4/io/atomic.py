@@ -45,6 +45,16 @@ def _same_path(a: Path, b: Path) -> bool:
         return False
 
 
+def _is_frame_folder(path: Path) -> bool:
+    """Whether ``path`` is a folder holding image frames (an input that a new image would join)."""
+    from .frames import is_image_file
+
+    try:
+        return path.is_dir() and any(is_image_file(entry) for entry in path.iterdir())
+    except OSError:
+        return False
+
+
 def _is_ancestor(folder: Path, path: Path) -> bool:
     """Whether ``path`` lies inside ``folder`` (after resolving links and ``..``)."""
     try:
@@ -172,7 +182,7 @@ def check_output_path(
     """Validate an output path up front (before any work is done); returns it as a ``Path``.
 
     ``ValueError`` if it is one of ``inputs`` (also through links), is a folder holding one of
-    them, or exists with the wrong type; ``FileExistsError`` if it exists and ``overwrite`` is
+    them, lies inside an input frame folder, or exists with the wrong type; ``FileExistsError`` if it exists and ``overwrite`` is
     false. With ``overwrite``, an existing folder must be one lc4 wrote (:func:`check_replaceable`).
     """
     out = Path(path)
@@ -185,6 +195,9 @@ def check_output_path(
         if out.is_dir() and _is_ancestor(out, Path(inp)):
             raise ValueError(f"{out}: holds the input {inp}; lc4 never writes over a folder that contains an "
                              "input (choose another output path)")
+        if _is_frame_folder(Path(inp)) and _is_ancestor(Path(inp), out):
+            raise ValueError(f"{out}: is inside the input frame folder {inp}; lc4 never writes into an input (a "
+                             "new image there would become one of its frames): choose another output path")
     if out.exists() or out.is_symlink():
         if not overwrite:
             raise FileExistsError(f"{out}: already exists; pass overwrite=True (--overwrite) to replace it")

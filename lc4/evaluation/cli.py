@@ -8,6 +8,8 @@ import os
 import sys
 from pathlib import Path
 
+from .report import report_paths
+
 __all__ = ["add_parser", "run"]
 
 
@@ -22,18 +24,6 @@ def parse_resolution(text: str) -> int | None:
     if value < 1:
         raise argparse.ArgumentTypeError(f"resolution must be a positive integer or 'native'; got {value}")
     return value
-
-
-def report_paths(output: str | os.PathLike) -> list[Path]:
-    """The files ``Report.save(output)`` writes: ``PREFIX.json``, ``.csv``, ``.md`` (``report.*`` in a folder)."""
-    out = Path(output).expanduser()
-    if out.is_dir() or str(output).endswith(("/", os.sep)):
-        prefix = out / "report"
-    elif out.suffix.lower() in {".json", ".csv", ".md"}:
-        prefix = out.with_suffix("")
-    else:
-        prefix = out
-    return [prefix.with_name(f"{prefix.name}.{ext}") for ext in ("json", "csv", "md")]
 
 
 def _is_lc4_report(path: Path) -> bool:

@@ -73,6 +73,18 @@ def _atomic_write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def report_paths(output: str | os.PathLike) -> list[Path]:
+    """The files ``Report.save(output)`` writes: ``PREFIX.json``, ``.csv``, ``.md`` (``report.*`` in a folder)."""
+    out = Path(output).expanduser()
+    if out.is_dir() or str(output).endswith(("/", os.sep)):
+        prefix = out / "report"
+    elif out.suffix.lower() in {".json", ".csv", ".md"}:
+        prefix = out.with_suffix("")
+    else:
+        prefix = out
+    return [prefix.with_name(f"{prefix.name}.{ext}") for ext in ("json", "csv", "md")]
+
+
 @dataclass
 class Report:
     """Results of one method on one set. ``per_video[name][key]`` and ``dataset[key]`` hold values."""
@@ -178,14 +190,7 @@ class Report:
         ``output`` is a folder (existing, or given with a trailing slash) → ``report.*`` inside
         it; otherwise a path prefix → ``<prefix>.json`` etc. (a known suffix is dropped first).
         """
-        out = Path(output).expanduser()
-        if out.is_dir() or str(output).endswith(("/", os.sep)):
-            prefix = out / "report"
-        elif out.suffix.lower() in {".json", ".csv", ".md"}:
-            prefix = out.with_suffix("")
-        else:
-            prefix = out
-        paths = {ext: prefix.with_name(prefix.name + "." + ext) for ext in ("json", "csv", "md")}
+        paths = dict(zip(("json", "csv", "md"), report_paths(output)))
         _atomic_write(paths["json"], self.to_json())
         _atomic_write(paths["csv"], self.to_csv())
         _atomic_write(paths["md"], self.to_markdown())

@@ -19,3 +19,19 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def state_at_interrupt(run, interrupt_at: int):
+    """Run `run(callback=...)`, interrupted (KeyboardInterrupt) after step `interrupt_at`; returns the
+    (next step, latents) that a per-step saver would have kept: what `resume_latents` takes."""
+    saved = {}
+
+    def stop(i, t, z):
+        saved["state"] = (i + 1, z.clone())
+        if i == interrupt_at:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run(callback=stop)
+    assert saved["state"][0] == interrupt_at + 1
+    return saved["state"]

@@ -19,6 +19,7 @@ from PIL import Image
 import lc4
 from lc4 import ccf
 from lc4.color import rgb_to_lab, to_grey
+from conftest import state_at_interrupt
 from lc4.colorize_cli import DEMO_MODEL
 from lc4.keyframes import (check_indices, hold_steps, keyframe_latents, keyframe_pixels, keyframe_specs, load_image,
                            parse_keyframe_arg, parse_keyframe_args)
@@ -203,16 +204,8 @@ def test_an_interrupted_keyframe_run_resumes_to_the_same_result(pipe, interrupt_
     grey = to_grey(video)
     opts = dict(num_inference_steps=4, fusion="bounded", keyframes={0: video[0], 9: video[9]}, keyframe_strength=0.75)
     full, _ = run(pipe, grey, **opts)
-    saved = {}
-
-    def stop(i, t, z):
-        saved["state"] = (i + 1, z.clone())
-        if i == interrupt_at:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        pipe(grey, PROMPT, resolution=32, progress=False, callback=stop, **opts).frames
-    resumed = pipe(grey, PROMPT, resolution=32, progress=False, resume_latents=saved["state"], **opts).frames
+    state = state_at_interrupt(lambda **kw: pipe(grey, PROMPT, resolution=32, progress=False, **kw, **opts), interrupt_at)
+    resumed = pipe(grey, PROMPT, resolution=32, progress=False, resume_latents=state, **opts).frames
     assert np.array_equal(full, resumed)
 
 

@@ -22,6 +22,7 @@ from lc4.color import fit_size, lightness, resize, rgb_to_lab, to_grey
 from lc4.models.luminance import LuminanceFeatures
 from lc4.models.text import TextConditioning
 from lc4.pipeline import LC4Pipeline, as_uint8_video
+from conftest import state_at_interrupt
 from lc4.sampling import VideoConditioning, fused_noise_prediction, initial_noise, sample_latents
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -385,17 +386,9 @@ def test_callback_sees_every_step(pipe):
 def test_interrupted_run_resumes_to_the_same_result(pipe, interrupt_at):
     video = grey_video(12)
     full = colorize(pipe, video, num_inference_steps=5, fusion="bounded")
-    saved = {}
-
-    def stop(i, t, z):
-        saved["state"] = (i + 1, z.clone())
-        if i == interrupt_at:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        colorize(pipe, video, num_inference_steps=5, fusion="bounded", callback=stop)
-    assert saved["state"][0] == interrupt_at + 1
-    resumed = colorize(pipe, video, num_inference_steps=5, fusion="bounded", resume_latents=saved["state"])
+    state = state_at_interrupt(lambda **kw: colorize(pipe, video, num_inference_steps=5, fusion="bounded", **kw),
+                               interrupt_at)
+    resumed = colorize(pipe, video, num_inference_steps=5, fusion="bounded", resume_latents=state)
     assert np.array_equal(full, resumed)
 
 

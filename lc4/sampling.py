@@ -161,18 +161,30 @@ def check_noise_correlation(correlation: float) -> None:
 def initial_noise(shape: tuple[int, ...], generator: torch.Generator, correlation: float = 0.0) -> torch.Tensor:
     """Initial latents (T, c, h, w) ~ N(0, 1) per element, with correlation `correlation` between frames.
 
-    The mixed noise prior: every frame's noise is sqrt(ρ)·ε_shared + sqrt(1 − ρ)·ε_frame, with one
-    ε_shared (c, h, w) for the whole video. ρ = 0 is the usual i.i.d. noise (the same draws as
-    before this option existed); ρ = 1 gives every frame the same noise. Diffusion models settle
-    coarse choices, such as which colour an unnamed object takes, from the initial noise in the first
-    steps; frames drawn independently may settle them differently, and no later fusion undoes that.
+    The mixed noise prior (`mixed_noise` with the whole video as one clip), on the generator's
+    device. ρ = 0 is the usual i.i.d. noise; ρ = 1 gives every frame the same noise. Diffusion
+    models settle coarse choices, such as which colour an unnamed object takes, from the initial
+    noise in the first steps; frames drawn independently may settle them differently, and no later
+    fusion undoes that.
     """
+    return mixed_noise(shape, shape[0], correlation, generator, generator.device)
+
+
+def mixed_noise(shape: tuple[int, ...], frames: int, correlation: float = 0.0,
+                generator: torch.Generator | None = None, device: torch.device | str = "cpu") -> torch.Tensor:
+    """Noise `(b·frames, c, h, w)` ~ N(0, 1) per element whose frames correlate by ρ = `correlation`
+    within each clip of `frames`: √ρ·ε_clip + √(1 − ρ)·ε_frame (the mixed prior of PYoCo, Ge et al.
+    2023). ρ = 0 draws exactly what `torch.randn(shape)` would. Training on it
+    (`LC4Module(noise_correlation=ρ)`) matches the prior the pipeline samples from at that ρ."""
     check_noise_correlation(correlation)
-    frames = torch.randn(shape, generator=generator, dtype=torch.float32, device=generator.device)
+    noise = torch.randn(tuple(shape), generator=generator, dtype=torch.float32, device=device)
     if correlation == 0.0:
-        return frames
-    shared = torch.randn(shape[1:], generator=generator, dtype=torch.float32, device=generator.device)
-    return correlation ** 0.5 * shared + (1.0 - correlation) ** 0.5 * frames
+        return noise
+    clips = rearrange(noise, "(b f) c h w -> b f c h w", f=frames)
+    shared = torch.randn((clips.shape[0], 1, *clips.shape[2:]), generator=generator, dtype=torch.float32,
+                         device=device)
+    mixed = correlation ** 0.5 * shared + (1.0 - correlation) ** 0.5 * clips
+    return rearrange(mixed, "b f c h w -> (b f) c h w")
 
 
 def _accepts(fn: Callable, name: str) -> bool:

@@ -48,7 +48,7 @@ def test_demo_model_colours_a_held_out_clip_as_its_sentence_says(pipe, one_threa
 
 
 # every other palette colour: the shipped model follows each on this clip (1.0 each when measured,
-# docs/results.md, "Which colour words it follows")
+# docs/results.md, "The image recipe, and how it was found")
 @pytest.mark.parametrize("colour", ["red", "orange", "yellow", "cyan", "blue", "purple", "pink"])
 def test_demo_model_follows_a_changed_colour_word(pipe, one_thread, colour):
     clip = held_out_video(FIXED_CLIP)

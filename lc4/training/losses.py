@@ -10,6 +10,7 @@ from einops import rearrange
 
 from ..color import rgb_to_lab, to_grey
 from ..models.lc4 import LC4Model
+from ..sampling import mixed_noise
 from .grounding import grounding_loss, instance_token_indicator, recorded_cross_attention
 
 
@@ -56,6 +57,7 @@ def denoising_loss(
     instance_words: Sequence[str] | None = None,
     grounding_weight: float = 0.0,
     context_frame_fraction: float = 0.0,
+    noise_correlation: float = 0.0,
 ) -> torch.Tensor:
     """Eq. 9: ‖ε − ε_θ(z_t, t, y^tex, y^lum)‖² for clips `(b, f, 3, h, w)` in [-1, 1].
 
@@ -75,6 +77,8 @@ def denoising_loss(
     `context_frame_fraction` > 0 (not part of L-C4; `context_timesteps`): that share of the clips has
     one frame at a lower noise level than the rest, so the temporal layers learn to carry what a
     cleaner frame shows (a colour the sentence leaves open) to the frames around it.
+    `noise_correlation` ρ > 0 (not part of L-C4; `sampling.mixed_noise`): each clip's frames share √ρ of their
+    noise, the mixed prior that `LC4Pipeline(noise_correlation=ρ)` samples from.
     """
     b, f = pixel_values.shape[:2]
     if paired and b % 2:
@@ -87,7 +91,7 @@ def denoising_loss(
     lum = model.encode_luminance(grey_input(rgb))
     y_tex = model.fuse_text(text, lum, f, use_cmpf=use_cmpf)
     shape = (latents.shape[0] // 2, *latents.shape[1:]) if paired else latents.shape
-    noise = torch.randn(shape, generator=generator, device=latents.device)
+    noise = mixed_noise(shape, f, noise_correlation, generator, latents.device)
     t = sample_timesteps(b // 2 if paired else b, noise_scheduler.config.num_train_timesteps, high_noise_fraction,
                          generator, latents.device)
     if paired:

@@ -11,7 +11,8 @@ trains both together (an option; the demo keeps the paper's order, docs/decision
 them); `chroma_weight` adds an L1 on Lab (a, b) to stage 0's loss.
 `context_frame_fraction` gives that share of the training clips one cleaner frame (a lower timestep
 than the clip's, `losses.context_timesteps`; not in L-C4), so the temporal layers learn to carry what
-one frame shows to the others (docs/decisions.md).
+one frame shows to the others (docs/decisions.md). `noise_correlation` trains on the mixed noise
+prior that the pipeline's option of that name samples from (`sampling.mixed_noise`; not in L-C4).
 `frozen_modules` keeps named submodules of trained parts frozen (e.g. stage 1 training only
 E^lum's latent head: `lum_encoder.encoder.down_blocks`, `.conv_in`, `.mid_block` frozen).
 `posterior_logvar_init` starts a VAE trained here with a near-deterministic posterior
@@ -43,6 +44,7 @@ from torch import nn
 
 from ..models.config import LC4Config
 from ..models.lc4 import LC4Model
+from ..sampling import check_noise_correlation
 from .losses import denoising_loss, latent_scale, reconstruction_loss
 from .strategies import configure_fsdp, gather_full_state_dict, is_fsdp, unsupported_strategy
 
@@ -242,6 +244,7 @@ class LC4Module(pl.LightningModule):
         shape_loss_weight: float = 1.0,
         grounding_loss_weight: float = 0.0,
         context_frame_fraction: float = 0.0,
+        noise_correlation: float = 0.0,
     ):
         super().__init__()
         if stage not in STAGE_PARTS:
@@ -250,6 +253,7 @@ class LC4Module(pl.LightningModule):
             raise ValueError(f"calibrate_text_encoder must be >= 0 (a number of captions), got {calibrate_text_encoder}")
         if not 0.0 <= context_frame_fraction <= 1.0:
             raise ValueError(f"context_frame_fraction must be in [0, 1], got {context_frame_fraction}")
+        check_noise_correlation(noise_correlation)
         if not 0.0 <= caption_dropout <= 1.0:
             raise ValueError(f"caption_dropout must be in [0, 1], got {caption_dropout}")
         if ema_decay is not None and not 0.0 <= ema_decay < 1.0:
@@ -494,6 +498,7 @@ class LC4Module(pl.LightningModule):
                                   high_noise_fraction=self.hparams.high_noise_fraction,
                                   paired="twin_caption" in batch,
                                   context_frame_fraction=self.hparams.context_frame_fraction,
+                                  noise_correlation=self.hparams.noise_correlation,
                                   **self._shape_weighting(batch))
         if not self._all_finite(loss):
             raise FloatingPointError(f"loss is not finite ({loss.item()}) at step {self.global_step}; "

@@ -13,6 +13,8 @@ them); `chroma_weight` adds an L1 on Lab (a, b) to stage 0's loss.
 than the clip's, `losses.context_timesteps`; not in L-C4), so the temporal layers learn to carry what
 one frame shows to the others (docs/decisions.md). `noise_correlation` trains on the mixed noise
 prior that the pipeline's option of that name samples from (`sampling.mixed_noise`; not in L-C4).
+`independent_frames` trains every frame of a clip as its own one-frame clip (`frames_as_clips`): the
+frames-independent control for a multi-frame run, on the same data.
 `frozen_modules` keeps named submodules of trained parts frozen (e.g. stage 1 training only
 E^lum's latent head: `lum_encoder.encoder.down_blocks`, `.conv_in`, `.mid_block` frozen).
 `posterior_logvar_init` starts a VAE trained here with a near-deterministic posterior
@@ -40,6 +42,7 @@ from typing import Any, Iterator, Mapping, Sequence
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from einops import rearrange
 from torch import nn
 
 from ..models.config import LC4Config
@@ -203,6 +206,21 @@ def with_twins(batch: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def frames_as_clips(batch: dict[str, Any]) -> dict[str, Any]:
+    """The batch's b clips of f frames as b·f one-frame clips (captions and words repeated per frame):
+    the same data with the frames trained independently, the control for what the temporal layers
+    learn from multi-frame clips (`independent_frames`)."""
+    f = batch["pixel_values"].shape[1]
+    out = dict(batch, pixel_values=rearrange(batch["pixel_values"], "b f ... -> (b f) 1 ..."))
+    for key in ("shape_mask", "instance_masks"):
+        if key in batch:
+            out[key] = rearrange(batch[key], "b f ... -> (b f) 1 ...")
+    for key in ("caption", "instance_words"):
+        if key in batch:
+            out[key] = [item for item in batch[key] for _ in range(f)]
+    return out
+
+
 def step_seed(seed: int, step: int, micro_batch: int, rank: int) -> int:
     """A 63-bit seed for one (micro-)batch of one process; stable across runs and Python versions."""
     state = np.random.SeedSequence([int(seed), int(step), int(micro_batch), int(rank)]).generate_state(2, np.uint32)
@@ -245,6 +263,7 @@ class LC4Module(pl.LightningModule):
         grounding_loss_weight: float = 0.0,
         context_frame_fraction: float = 0.0,
         noise_correlation: float = 0.0,
+        independent_frames: bool = False,
     ):
         super().__init__()
         if stage not in STAGE_PARTS:
@@ -485,6 +504,8 @@ class LC4Module(pl.LightningModule):
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         batch = with_twins(batch)
+        if self.hparams.independent_frames:
+            batch = frames_as_clips(batch)
         pixels = batch["pixel_values"]
         if self.hparams.stage == 0:
             loss = reconstruction_loss(self.model, pixels, self._lpips_module(),

@@ -22,9 +22,8 @@ from collections import defaultdict
 
 import numpy as np
 import torch
-from einops import rearrange
 
-from lc4.data.synthetic import SyntheticVideo, instance_words
+from lc4.data.synthetic import SyntheticVideo, instance_words, to_pixel_values
 from lc4.evaluation.synthetic import held_out_video
 from lc4.models.lc4 import LC4Model
 from lc4.training.grounding import instance_token_indicator, own_word_share, recorded_cross_attention
@@ -34,7 +33,7 @@ from lc4.training.losses import grey_input
 @torch.no_grad()
 def probe_video(model: LC4Model, video: SyntheticVideo, t: int, generator: torch.Generator) -> dict[str, list]:
     """Per attn2 layer: [(own, other)] attention masses, one per (shape, frame, head) with a visible shape."""
-    rgb = rearrange(torch.from_numpy(video.rgb).float() / 127.5 - 1, "f h w c -> f c h w")
+    rgb = to_pixel_values(video.rgb)
     f = rgb.shape[0]
     latents = model.encode_frames(rgb, sample=False).float()
     text = model.encode_prompt([video.caption])

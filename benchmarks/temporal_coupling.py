@@ -17,6 +17,7 @@ import torch
 from einops import rearrange
 
 from lc4.training.losses import grey_input
+from lc4.data.synthetic import to_pixel_values
 from lc4.evaluation.synthetic import held_out_video
 from lc4.pipeline import LC4Pipeline
 
@@ -55,7 +56,7 @@ def main() -> None:
         ratios = []
         for k in range(args.clips):
             video = held_out_video(k, num_frames=args.frames, colors_named="some")
-            rgb = rearrange(torch.from_numpy(video.rgb).float() / 127.5 - 1, "f h w c -> f c h w")
+            rgb = to_pixel_values(video.rgb)
             ratios.append(coupling(model, rgb, video.caption, timestep, args.frames // 2, seed=k))
         print(f"t={timestep}: other frames / own frame = {sum(ratios) / len(ratios):.4f} "
               f"(clips: {', '.join(f'{r:.4f}' for r in ratios)})", flush=True)

@@ -2,8 +2,8 @@
 coloured independently and positive once a temporal layer reads the other frames."""
 
 import torch
-from einops import rearrange
 
+from lc4.data.synthetic import to_pixel_values
 from lc4.evaluation.synthetic import held_out_video
 from lc4.models.config import LC4Config
 from lc4.models.lc4 import LC4Model
@@ -17,7 +17,7 @@ def coupling_of(kind: str) -> float:
     for layer in model.unet.temporal_layers:  # leave the zero start, so that the layers act
         torch.nn.init.normal_(layer.to_out.weight, std=0.5)
     video = held_out_video(0, num_frames=4, colors_named="some")
-    rgb = rearrange(torch.from_numpy(video.rgb).float() / 127.5 - 1, "f h w c -> f c h w")
+    rgb = to_pixel_values(video.rgb)
     return load_benchmark("temporal_coupling").coupling(model, rgb, video.caption, 600, 1, seed=0)
 
 

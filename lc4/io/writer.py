@@ -7,13 +7,18 @@ sRGB-like content; :func:`lc4.io.read_frames` honours those tags, so a round tri
 
 Reproducibility: the same frames give the same bytes on every run and machine with the same
 PyAV/FFmpeg build: x264 runs with a fixed thread count (its output depends on the count, which
-"auto" takes from the CPUs available), and the muxer and encoders run in FFmpeg's bit-exact mode
-(no library version tags, no creation date, no random Matroska UIDs).
+"auto" takes from the CPUs available) and without its AVX-512 code (see :func:`x264_cpu_setting`),
+and the muxer and encoders run in FFmpeg's bit-exact mode (no library version tags, no creation
+date, no random Matroska UIDs).
 """
 
 from __future__ import annotations
 
+import functools
 import math
+import os
+import platform
+import subprocess
 from fractions import Fraction
 from pathlib import Path
 from typing import Iterable, Literal
@@ -27,7 +32,7 @@ from .audio import MKV_COPY_CODECS, MP4_COPY_CODECS, AudioPassthrough
 from .probe import DEFAULT_FPS, FrameTimes, _short, as_frame_rate
 
 __all__ = ["VideoWriter", "MAX_DIMENSION", "VIDEO_CONTAINERS", "UNSUPPORTED_VIDEO_SUFFIXES", "video_container",
-           "DEFAULT_THREADS"]
+           "DEFAULT_THREADS", "x264_cpu_setting"]
 
 #: Output suffix -> FFmpeg muxer, for the containers lc4 writes (all with H.264 video).
 VIDEO_CONTAINERS = {".mp4": "mp4", ".mkv": "matroska", ".mov": "mov"}
@@ -38,7 +43,49 @@ UNSUPPORTED_VIDEO_SUFFIXES = frozenset({
 })
 #: x264 threads: fixed, because x264's output depends on its thread count.
 DEFAULT_THREADS = 4
+#: x264 CPU setting on CPUs with AVX-512: every instruction set x264 uses up to AVX2 (with FMA3, BMI2).
+X264_NO_AVX512 = "AVX2"
 _COPY_CODECS = {"mp4": MP4_COPY_CODECS, "mov": MP4_COPY_CODECS, "matroska": MKV_COPY_CODECS}
+
+
+def _x86_cpu_flags() -> frozenset[str] | None:
+    """The x86 CPU's feature flags in lower case (Linux, macOS, Windows), or None elsewhere or when unknown."""
+    if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686", "x86"):
+        return None
+    try:
+        if os.path.exists("/proc/cpuinfo"):
+            for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
+                if line.startswith("flags"):
+                    return frozenset(line.split(":", 1)[1].lower().split())
+        elif platform.system() == "Darwin":
+            out = subprocess.run(["sysctl", "-n", "machdep.cpu.features", "machdep.cpu.leaf7_features"],
+                                 capture_output=True, text=True, timeout=5).stdout
+            return frozenset(out.lower().split())
+        elif platform.system() == "Windows":
+            import ctypes
+
+            present = ctypes.windll.kernel32.IsProcessorFeaturePresent  # type: ignore[attr-defined]
+            return frozenset(name for name, code in (("avx2", 40), ("avx512f", 41)) if present(code))
+    except (OSError, subprocess.SubprocessError, AttributeError, ValueError):
+        return None
+    return None
+
+
+@functools.lru_cache(maxsize=1)
+def x264_cpu_setting() -> str | None:
+    """The ``asm`` value lc4 gives x264, or None to let x264 use everything the CPU has.
+
+    Why: with its AVX-512 code (chosen automatically on CPUs that have it) x264 165 gave a different
+    bitstream now and then for the same frames, about 1 encode in 20, even on one thread; its
+    macroblock-tree rate control is the part affected (``mbtree=0`` or ``aq-mode=0`` hid it too,
+    at a cost in quality). Up to AVX2 it is deterministic (0 in 150 encodes differed) and no
+    slower, and the bytes equal those from CPUs without AVX-512 (measured equal for x264's
+    SSSE3, SSE4.2, AVX and AVX2 code; docs/io.md).
+    """
+    flags = _x86_cpu_flags()
+    if flags and "avx512f" in flags and "avx2" in flags:
+        return X264_NO_AVX512
+    return None
 
 
 def video_container(path: PathLike) -> str:
@@ -191,7 +238,10 @@ class VideoWriter:
         stream = container.add_stream("libx264", rate=self.frame_rate)
         stream.width, stream.height = ew, eh
         stream.pix_fmt = self.pixel_format
-        stream.options = {"crf": str(self.crf), "preset": self.preset}
+        x264_options = {"crf": str(self.crf), "preset": self.preset}
+        if (cpu := x264_cpu_setting()) is not None:
+            x264_options["x264-params"] = f"asm={cpu}"  # its AVX-512 code is not deterministic
+        stream.options = x264_options
         cc = stream.codec_context
         # x264's bitstream depends on its thread count; "auto" would take it from the CPUs available
         cc.thread_type = "FRAME"

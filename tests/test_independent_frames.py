@@ -35,3 +35,22 @@ def test_training_step_with_independent_frames_sees_one_frame_clips(monkeypatch,
     quick_trainer(tmp_path, 1).fit(module, datamodule=synthetic_dm(videos=2, frames=4, batch=2))
     assert seen["shape"][:2] == (8, 1)
     assert seen["captions"][:4] == [seen["captions"][0]] * 4 and seen["captions"][4] != seen["captions"][0]
+
+
+def test_fresh_temporal_starts_another_temporal_module_on_the_same_image_model(tmp_path):
+    """`fresh_temporal`: a TDA model's export starts a fixed-attention model (its UNet, temporal layers
+    from zero); without it the mismatched temporal weights are refused."""
+    import pytest
+
+    source = tiny_module()
+    for layer in source.model.unet.temporal_layers:
+        torch.nn.init.normal_(layer.to_out.weight, std=0.5)
+    source.model.save_pretrained(tmp_path / "tda")
+    fixed = {"temporal": {"kind": "temporal_attention"}}
+    with pytest.raises(ValueError, match="does not match"):
+        tiny_module(init_from=str(tmp_path / "tda"), init_parts=["unet"], model_config=fixed)
+    module = tiny_module(init_from=str(tmp_path / "tda"), init_parts=["unet"], model_config=fixed, fresh_temporal=True)
+    theirs = source.model.unet.unet.state_dict()
+    assert all(torch.equal(v, theirs[k]) for k, v in module.model.unet.unet.state_dict().items())
+    assert all(float(layer.to_out.weight.abs().max()) == 0.0 for layer in module.model.unet.temporal_layers)
+    assert type(module.model.unet.temporal_layers[0]).__name__ == "FixedTemporalAttention"

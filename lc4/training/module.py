@@ -13,6 +13,8 @@ them); `chroma_weight` adds an L1 on Lab (a, b) to stage 0's loss.
 than the clip's, `losses.context_timesteps`; not in L-C4), so the temporal layers learn to carry what
 one frame shows to the others (docs/decisions.md). `noise_correlation` trains on the mixed noise
 prior that the pipeline's option of that name samples from (`sampling.mixed_noise`; not in L-C4).
+`fresh_temporal` starts the temporal layers from zero even when `init_from` has some (another
+temporal module on the same image model, e.g. the "w/o TDA" fixed-location attention).
 `independent_frames` trains every frame of a clip as its own one-frame clip (`frames_as_clips`): the
 frames-independent control for a multi-frame run, on the same data.
 `frozen_modules` keeps named submodules of trained parts frozen (e.g. stage 1 training only
@@ -121,11 +123,18 @@ def load_part(part: str, module: nn.Module, state: Mapping[str, torch.Tensor], s
               "start from their zero-output initialisation", flush=True)
 
 
-def load_weights_from(model: LC4Model, source: str, parts: Sequence[str] | None = None) -> list[str]:
+def load_weights_from(model: LC4Model, source: str, parts: Sequence[str] | None = None,
+                      fresh_temporal: bool = False) -> list[str]:
     """Copy weights from a previous stage (L-C4 folder or Lightning checkpoint); returns loaded parts.
 
     `parts` limits the copy to those parts (e.g. only the stage-0 `vae` and `lum_encoder`).
+    `fresh_temporal`: leave out the source UNet's temporal layers, so that this model's start from
+    their zero-output initialisation (another temporal module on the same image model).
     """
+    def kept(state: Mapping[str, torch.Tensor], prefix: str = "") -> dict[str, torch.Tensor]:
+        drop = f"{prefix}temporal_layers."
+        return {k: v for k, v in state.items() if not (fresh_temporal and k.startswith(drop))}
+
     unknown = set(parts or ()) - set(PARTS)
     if unknown:
         raise ValueError(f"unknown init_parts {sorted(unknown)}; parts are {', '.join(PARTS)}")
@@ -139,7 +148,7 @@ def load_weights_from(model: LC4Model, source: str, parts: Sequence[str] | None 
         for part in PARTS:
             mine, theirs = getattr(model, part), getattr(other, part)
             if part in wanted and mine is not None and theirs is not None:
-                load_part(part, mine, theirs.state_dict(), source)
+                load_part(part, mine, kept(theirs.state_dict()) if part == "unet" else theirs.state_dict(), source)
                 loaded.append(part)
         if "vae" in loaded:  # a VAE trained from scratch carries its calibrated latent scale in its config
             model.set_latent_scale(other.vae.config.scaling_factor)
@@ -147,7 +156,7 @@ def load_weights_from(model: LC4Model, source: str, parts: Sequence[str] | None 
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
         raise ValueError(f"init_from {source}: not an lc4 training checkpoint (no state_dict)")
-    state = {k: v for k, v in model_state_from_checkpoint(ckpt).items() if k.split(".")[0] in wanted}
+    state = {k: v for k, v in kept(model_state_from_checkpoint(ckpt), "unet.").items() if k.split(".")[0] in wanted}
     missing, unexpected = model.load_state_dict(state, strict=False)
     if unexpected:
         raise ValueError(f"init_from {source}: {len(unexpected)} unexpected weights, e.g. {unexpected[0]}")
@@ -264,6 +273,7 @@ class LC4Module(pl.LightningModule):
         context_frame_fraction: float = 0.0,
         noise_correlation: float = 0.0,
         independent_frames: bool = False,
+        fresh_temporal: bool = False,
     ):
         super().__init__()
         if stage not in STAGE_PARTS:
@@ -301,7 +311,7 @@ class LC4Module(pl.LightningModule):
         self.use_cmpf = stage == 2 if use_cmpf is None else bool(use_cmpf)
         self.model = build_model(model, sd15, model_config, trust_checkpoint, seed)
         if init_from:
-            parts = load_weights_from(self.model, init_from, init_parts)
+            parts = load_weights_from(self.model, init_from, init_parts, fresh_temporal=fresh_temporal)
             print(f"initialised {', '.join(parts)} from {init_from}", flush=True)
         self.train_parts = list(train_parts or STAGE_PARTS[stage])
         if posterior_logvar_init is not None:

@@ -4,19 +4,15 @@ independently, and moves them once a temporal layer reads the other frames."""
 import torch
 
 from lc4.evaluation.synthetic import held_out_video
-from lc4.models.config import LC4Config
-from lc4.models.lc4 import LC4Model
 from tests.test_learning import load_benchmark
+from tests.test_temporal_coupling import acting_tiny_model
+
+VIDEO = dict(num_frames=4, size=64, long=True, colors_named="none")
 
 
 def probe_of(kind: str) -> dict[str, dict[str, float]]:
-    config = LC4Config.tiny()
-    config.temporal.kind = kind
-    model = LC4Model.from_config(config, seed=0).eval()
-    for layer in model.unet.temporal_layers:  # leave the zero start, so that the layers act
-        torch.nn.init.normal_(layer.to_out.weight, std=0.5)
-    video = held_out_video(0, num_frames=4, size=64, long=True, colors_named="none")
-    return load_benchmark("context_probe").probe(model, video, 500, torch.Generator().manual_seed(0))
+    video = held_out_video(0, **VIDEO)
+    return load_benchmark("context_probe").probe(acting_tiny_model(kind), video, 500, torch.Generator().manual_seed(0))
 
 
 def test_frame_zero_moves_the_others_only_through_a_temporal_layer():
@@ -31,11 +27,8 @@ def test_frame_zero_moves_the_others_only_through_a_temporal_layer():
 
 
 def test_layer_probe_sees_frame_zero_in_the_tda_update_of_the_others():
-    config = LC4Config.tiny()
-    model = LC4Model.from_config(config, seed=0).eval()
-    for layer in model.unet.temporal_layers:
-        torch.nn.init.normal_(layer.to_out.weight, std=0.5)
-    video = held_out_video(0, num_frames=4, size=64, long=True, colors_named="none")
+    model = acting_tiny_model("tda")
+    video = held_out_video(0, **VIDEO)
     rows = load_benchmark("context_probe").layer_probe(model, video, 500, torch.Generator().manual_seed(0))
     assert len(rows) == len(model.unet.temporal_layers)
     assert rows[0]["frame 0 input moved"] > 0.01 and rows[0]["update moved"] > 1e-3

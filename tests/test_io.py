@@ -775,7 +775,7 @@ def test_video_bytes_are_reproducible(tmp_path, clips, source_frames, suffix, au
 def test_many_encodes_of_the_same_frames_are_identical(tmp_path, threads):
     """Issue 25, item 4: x264's AVX-512 code gave a different bitstream for the same frames about one
     encode in 20 (its macroblock-tree rate control on blocky content like this). 40 encodes must
-    agree; before the fix this failed 9 times in 10 on AVX-512 CPUs (elsewhere it passes either way)."""
+    agree; before the fix this failed 10 times in 10 on an AVX-512 CPU (elsewhere it passes either way)."""
     rng = np.random.default_rng(0)
     blocks = rng.integers(0, 256, (24, 16, 24, 3), dtype=np.uint8)
     frames = np.repeat(np.repeat(blocks, 4, axis=1), 4, axis=2)  # (24, 64, 96, 3)

@@ -10,12 +10,18 @@ from lc4.models.lc4 import LC4Model
 from tests.test_learning import load_benchmark
 
 
-def coupling_of(kind: str) -> float:
+def acting_tiny_model(kind: str = "tda") -> LC4Model:
+    """A tiny random model whose temporal layers (of `kind`) have left their zero start, so they act."""
     config = LC4Config.tiny()
     config.temporal.kind = kind
     model = LC4Model.from_config(config, seed=0).eval()
-    for layer in model.unet.temporal_layers:  # leave the zero start, so that the layers act
+    for layer in model.unet.temporal_layers:
         torch.nn.init.normal_(layer.to_out.weight, std=0.5)
+    return model
+
+
+def coupling_of(kind: str) -> float:
+    model = acting_tiny_model(kind)
     video = held_out_video(0, num_frames=4, colors_named="some")
     rgb = to_pixel_values(video.rgb)
     return load_benchmark("temporal_coupling").coupling(model, rgb, video.caption, 600, 1, seed=0)

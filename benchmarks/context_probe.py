@@ -15,7 +15,9 @@ A model whose temporal layers carry a cleaner frame's colour moves frames 1 … 
 colour; one that ignores the other frames scores the same in all three rows.
 
 `--layers` looks inside: per temporal layer, the size of its update against its input, and how much
-frames 1 … N−1's update moves when frame 0 is given clean, against how much frame 0's own input moves.
+frames 1 … N−1's update moves when frame 0 is given clean, against how much frame 0's own input moves;
+for TDA layers also where the deformed sampling points went: the share outside the clip (where
+eq. 2 reads zeros) and the mean time of the first temporal slice (0.5 on the reference grid).
 
     python benchmarks/context_probe.py --model runs/pilot_ctx/export --clips 16 --timesteps 700 500 300
     python benchmarks/context_probe.py --model runs/pilot_ctx/export --clips 4 --timesteps 700 --layers
@@ -57,6 +59,22 @@ def clip_inputs(model, video, t: int, generator: torch.Generator):
     return latents, noisy, ts, lum, y_tex
 
 
+def sampling_points(layer, hidden: torch.Tensor, geometry) -> dict[str, float]:
+    """A TDA layer's deformed sampling points p + αΔp for `hidden`: the share outside the clip in any
+    axis, and the first temporal slice's mean time; {} for modules without a deformable sampler."""
+    from einops import rearrange
+
+    sampler = getattr(layer, "sampler", None)
+    if sampler is None:
+        return {}
+    f, h, w = geometry.num_frames, geometry.height, geometry.width
+    clip = rearrange(layer.norm(hidden), "(b f) (h w) c -> b c f h w", f=f, h=h).contiguous()
+    points = sampler.reference_grid(f, h, w, hidden.device) + sampler.offsets(clip)  # (b, F', H', W', 3) as x, y, t
+    size = points.new_tensor([w, h, f])
+    outside = ((points < -0.5) | (points > size - 0.5)).any(-1)
+    return {"sampled outside": float(outside.float().mean()), "first slice t": float(points[:, 0, ..., 2].mean())}
+
+
 @torch.no_grad()
 def layer_probe(model, video, t: int, generator: torch.Generator) -> list[dict[str, float]]:
     """Per temporal layer: |update| / |input| of frames 1 … N−1, and how far their update and frame 0's
@@ -64,7 +82,14 @@ def layer_probe(model, video, t: int, generator: torch.Generator) -> list[dict[s
     latents, noisy, ts, lum, y_tex = clip_inputs(model, video, t, generator)
     f = ts.shape[0]
     seen: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
-    hooks = [layer.register_forward_hook(lambda m, a, out, i=i: seen.__setitem__(i, (a[0], out)))
+    points: dict[int, dict[str, float]] = {}
+
+    def record(i, module, args, out):
+        if i not in seen:  # the first call: every frame at t
+            points[i] = sampling_points(module, *args)
+        seen[i] = (args[0], out)
+
+    hooks = [layer.register_forward_hook(lambda m, a, out, i=i: record(i, m, a, out))
              for i, layer in enumerate(model.unet.temporal_layers)]
     try:
         model.predict_noise(noisy, ts, y_tex, lum, f)
@@ -78,7 +103,7 @@ def layer_probe(model, video, t: int, generator: torch.Generator) -> list[dict[s
     rel = lambda a, b: float((a - b).norm() / b.norm())  # noqa: E731
     return [{"update / input": float(before[i][1][1:].norm() / before[i][0][1:].norm()),
              "update moved": rel(seen[i][1][1:], before[i][1][1:]),
-             "frame 0 input moved": rel(seen[i][0][:1], before[i][0][:1])} for i in sorted(before)]
+             "frame 0 input moved": rel(seen[i][0][:1], before[i][0][:1]), **points[i]} for i in sorted(before)]
 
 
 @torch.no_grad()

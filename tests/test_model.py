@@ -100,8 +100,9 @@ def test_stage0_reconstruction_trains_decoder_skips():
         assert reconstruction_loss(model, clip) != loss
 
 
-def test_save_pretrained_round_trip_gives_identical_outputs(tiny, tmp_path):
-    model = LC4Model.from_config(LC4Config.tiny(temporal={"alpha": 2.0}), seed=3).eval()
+@pytest.mark.parametrize("position_bias", [False, True])
+def test_save_pretrained_round_trip_gives_identical_outputs(tiny, tmp_path, position_bias):
+    model = LC4Model.from_config(LC4Config.tiny(temporal={"alpha": 2.0, "position_bias": position_bias}), seed=3).eval()
     for p in list(model.unet.temporal_layers.parameters()) + list(model.cmpf.parameters()):
         torch.nn.init.normal_(p, std=0.05)
     out = model.save_pretrained(tmp_path / "model")
@@ -111,6 +112,7 @@ def test_save_pretrained_round_trip_gives_identical_outputs(tiny, tmp_path):
     assert list(out.glob("unet/*.safetensors")) and not list(tmp_path.glob(".model*"))
     again = LC4Model.from_pretrained(out).eval()
     assert again.config.temporal.alpha == 2.0
+    assert again.config.temporal.position_bias == again.unet.config.tda_position_bias == position_bias
     rgb, lum = _features(model, _clip())
     with torch.no_grad():
         a_text, b_text = model.encode_prompt([PROMPT]), again.encode_prompt([PROMPT])

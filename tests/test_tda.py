@@ -93,10 +93,11 @@ def _hidden(batch, frames, h, w, dim, seed=0):
     return torch.randn(batch * frames, h * w, dim)
 
 
-@pytest.mark.parametrize("kind", ["tda", "temporal_attention", "conv3d"])
-def test_temporal_modules_start_at_zero_and_work_for_any_length(kind):
+@pytest.mark.parametrize("kind, options", [("tda", {}), ("tda", {"position_bias": True}),
+                                           ("temporal_attention", {}), ("conv3d", {})])
+def test_temporal_modules_start_at_zero_and_work_for_any_length(kind, options):
     for frames in (1, 2, 3, 5, 8, 9):
-        module = make_temporal_module(kind, dim=16, heads=2, dim_head=8)
+        module = make_temporal_module(kind, dim=16, heads=2, dim_head=8, **options)
         hidden = _hidden(2, frames, 5, 3, 16)
         out = module(hidden, ClipGeometry(frames, 5, 3))
         assert out.shape == hidden.shape
@@ -129,6 +130,67 @@ def test_tda_equals_reference_attention_over_sampled_points():
         heads_out.append(attn @ v[:, s])
     expected = rearrange(tda.to_out(torch.cat(heads_out, -1)), "(f n) c -> f n c", f=f)
     assert torch.allclose(out, expected, atol=1e-5)
+
+
+def test_distance_bias_tda_equals_reference_attention_with_gaussian_logit_bias():
+    """With `position_bias`, logits gain −Δxy²/2σ_s² − Δt²/2σ_t² between each query cell and each
+    deformed sampling point, per head; computed here over the whole clip at once."""
+    torch.manual_seed(6)
+    dim, heads, f, h, w = 8, 2, 3, 4, 5
+    tda = TemporalDeformableAttention(dim, heads, 4, position_bias=True)
+    for p in tda.parameters():
+        torch.nn.init.normal_(p, std=0.3)
+    hidden = _hidden(2, f, h, w, dim)
+    out = tda(hidden, ClipGeometry(f, h, w))
+
+    x = tda.norm(hidden)
+    clip = rearrange(x, "(b f) (h w) c -> b c f h w", f=f, h=h)
+    pos = tda.sampler.reference_grid(f, h, w) + tda.sampler.offsets(clip)
+    sigma = tda.distance_bias.log_sigma.exp()
+    tt, yy, xx = torch.meshgrid(torch.arange(f), torch.arange(h), torch.arange(w), indexing="ij")
+    query_pos = torch.stack([xx, yy, tt], -1).reshape(-1, 3).float()
+    for b in range(2):
+        ctx = rearrange(trilinear_sample(clip[b : b + 1], pos[b : b + 1]), "b c f h w -> b (f h w) c")[0]
+        key_pos = pos[b].reshape(-1, 3)
+        d = query_pos[:, None] - key_pos[None]
+        q = tda.to_q(x[b * f : (b + 1) * f].reshape(-1, dim))
+        k, v = tda.to_k(ctx), tda.to_v(ctx)
+        heads_out = []
+        for i in range(heads):
+            s = slice(4 * i, 4 * i + 4)
+            bias = -(d[..., :2].square().sum(-1)) / (2 * sigma[i, 0] ** 2) - d[..., 2].square() / (2 * sigma[i, 1] ** 2)
+            attn = torch.softmax(q[:, s] @ k[:, s].T / math.sqrt(4) + bias, dim=-1)
+            heads_out.append(attn @ v[:, s])
+        expected = rearrange(tda.to_out(torch.cat(heads_out, -1)), "(f n) c -> f n c", f=f)
+        assert torch.allclose(out[b * f : (b + 1) * f], expected, atol=1e-5)
+
+
+def test_distance_bias_starts_local_to_global_and_narrow_heads_read_their_own_place():
+    """At start the heads' σ_s run from one compressed cell to 16; a narrow head reads the same place in
+    the other frames, so a change at one cell reaches that cell's neighbours, not the far corner."""
+    tda = TemporalDeformableAttention(8, 4, 4, spatial_stride=1, temporal_stride=1, position_bias=True)
+    sigma = tda.distance_bias.log_sigma.exp()
+    assert torch.allclose(sigma[:, 0], torch.tensor([1.0, 2.52, 6.35, 16.0]), atol=0.01)
+    assert torch.allclose(sigma[:, 1], torch.full((4,), 4.0))
+    with torch.no_grad():
+        tda.distance_bias.log_sigma[:, 0] = math.log(0.3)  # every head narrow
+    torch.manual_seed(7)
+    torch.nn.init.normal_(tda.to_out.weight, std=0.5)
+    f, h, w = 4, 6, 6
+    hidden = _hidden(1, f, h, w, 8)
+    moved = hidden.clone()
+    moved[0, 0] += 5.0 * torch.randn(8)  # frame 0, cell (0, 0)
+    g = ClipGeometry(f, h, w)
+    change = (tda(moved, g) - tda(hidden, g)).abs().sum(-1)  # (frames, cells)
+    assert change[1:, 0].min() > 1e-3  # the same cell of every other frame reads it
+    assert change[1:, -1].max() < 1e-6 * change[1:, 0].min()  # the far corner does not
+
+
+def test_position_bias_must_be_a_boolean():
+    from lc4.models.config import LC4Config
+
+    with pytest.raises(ValueError, match="temporal.position_bias"):
+        LC4Config.from_dict({"base": "tiny", "temporal": {"position_bias": "yes"}}).validate()
 
 
 def test_tda_mixes_frames_but_fixed_attention_stays_at_its_location():

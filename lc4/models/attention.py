@@ -48,16 +48,21 @@ def describe_backend(device: torch.device | str) -> str:
     return f"attention backend: {resolve_backend(torch.device(device))} (setting: {_backend})"
 
 
-def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int) -> torch.Tensor:
-    """Multi-head softmax attention of (b, n, h·d) queries over (b, m, h·d) keys/values."""
-    if resolve_backend(q.device) == "xformers":
+def attend(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, bias: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Multi-head softmax attention of (b, n, h·d) queries over (b, m, h·d) keys/values.
+
+    `bias` (b, h, n, m) is added to the logits; biased attention always runs on SDPA (xformers wants
+    its bias padded to 8 keys; SDPA's memory-efficient CUDA kernel takes it as it is)."""
+    if bias is None and resolve_backend(q.device) == "xformers":
         import xformers.ops as xops
 
         q, k, v = (rearrange(t, "b n (h d) -> b n h d", h=heads).contiguous() for t in (q, k, v))
         out = xops.memory_efficient_attention(q, k, v)
         return rearrange(out, "b n h d -> b n (h d)")
     q, k, v = (rearrange(t, "b n (h d) -> b h n d", h=heads) for t in (q, k, v))
-    out = F.scaled_dot_product_attention(q, k, v)
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=None if bias is None else bias.to(q.dtype))
     return rearrange(out, "b h n d -> b n (h d)")
 
 

@@ -26,6 +26,7 @@ class TemporalConfig:
     alpha: float = 4.0
     spatial_stride: int = 2  # N^rs
     temporal_stride: int = 2  # N^rt
+    position_bias: bool = False  # TDA only: a learned query–sampling-point distance bias (not in L-C4)
 
 
 @dataclass
@@ -137,6 +138,7 @@ class LC4Config:
         check_number(t.alpha, "temporal.alpha", minimum=0.0)
         check_int(t.spatial_stride, "temporal.spatial_stride", minimum=1)
         check_int(t.temporal_stride, "temporal.temporal_stride", minimum=1)
+        check_bool(t.position_bias, "temporal.position_bias")
         check_bool(c.enabled, "cmpf.enabled")
         check_int(c.num_blocks, "cmpf.num_blocks", minimum=0)
         check_int(c.heads, "cmpf.heads", minimum=1)
@@ -325,6 +327,7 @@ def check_lc4_unet_config(cfg: Any, where: str = "unet") -> None:
     check_number(cfg.get("tda_alpha", 4.0), f"{where}.tda_alpha", minimum=0.0)
     check_int(cfg.get("tda_spatial_stride", 2), f"{where}.tda_spatial_stride", 1)
     check_int(cfg.get("tda_temporal_stride", 2), f"{where}.tda_temporal_stride", 1)
+    check_bool(cfg.get("tda_position_bias", False), f"{where}.tda_position_bias")
     check_int(cfg.get("lum_channels", 8), f"{where}.lum_channels", 1)
     check_int(cfg.get("lum_feature_channels", 0), f"{where}.lum_feature_channels", 0)
     check_bool(cfg.get("phrase_values", False), f"{where}.phrase_values")

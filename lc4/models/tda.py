@@ -5,7 +5,10 @@ update of the same shape, and starts at zero (zero-initialised output projection
 carries them reproduces the image model exactly until training moves them.
 
 * `TemporalDeformableAttention` — the paper's module: reference grid → offsets → trilinear
-  sampling → every position attends over the sampled points.
+  sampling → every position attends over the sampled points. With `position_bias`, a learned
+  Gaussian of the distance between each query and each deformed sampling point is added to the
+  attention logits (not in the paper, docs/decisions.md): without it a query cannot tell where a
+  sampled point came from, and the trained module pools the whole clip nearly uniformly.
 * `FixedTemporalAttention` — "w/o TDA": attention along time at fixed spatial locations
   (AnimateDiff-style), with sinusoidal frame positions.
 * `TemporalConv3d` — Table 4's "3D convolution" variant.
@@ -118,6 +121,28 @@ class DeformableSampler(nn.Module):
         return trilinear_sample(x, ref + offsets)
 
 
+class DistanceBias(nn.Module):
+    """Per-head Gaussian logit bias −Δxy²/2σ_s² − Δt²/2σ_t² between queries and sampling points.
+
+    The widths are learned (log σ). At start the heads span σ_s = 1 … 16 compressed cells, from "read
+    the same place in the other frames" to "read the whole frame", and σ_t = 4 clip frames for all,
+    so every frame of a clip is read nearly alike. Positions are in feature cells / frames.
+    """
+
+    def __init__(self, heads: int, spatial_stride: int = 2, temporal_stride: int = 2):
+        super().__init__()
+        spatial = spatial_stride * torch.logspace(0, 4, heads, base=2.0)
+        temporal = torch.full((heads,), 4.0 * temporal_stride)
+        self.log_sigma = nn.Parameter(torch.stack([spatial, temporal], dim=-1).log())  # (heads, 2)
+
+    def forward(self, queries: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+        """Queries (n, 3), keys (b, m, 3) as (x, y, t) → bias (b, heads, n, m)."""
+        inv_var = torch.exp(-2 * self.log_sigma.float())  # (heads, 2)
+        delta = queries[None, :, None, :] - keys[:, None, :, :]  # (b, n, m, 3)
+        dist = torch.stack([delta[..., :2].square().sum(-1), delta[..., 2].square()], dim=-1)
+        return -0.5 * torch.einsum("bnmk,hk->bhnm", dist, inv_var)
+
+
 class TemporalDeformableAttention(nn.Module):
     """TDA: every position of the clip queries the deformably sampled, compressed clip (eqs. 1–3)."""
 
@@ -129,6 +154,7 @@ class TemporalDeformableAttention(nn.Module):
         spatial_stride: int = 2,
         temporal_stride: int = 2,
         alpha: float = 4.0,
+        position_bias: bool = False,
     ):
         super().__init__()
         dim_head = dim_head or dim // heads
@@ -140,15 +166,32 @@ class TemporalDeformableAttention(nn.Module):
         self.to_k = nn.Linear(dim, inner, bias=False)
         self.to_v = nn.Linear(dim, inner, bias=False)
         self.to_out = zero_module(nn.Linear(inner, dim))  # W_h, zero: starts as identity residual
+        self.distance_bias = DistanceBias(heads, spatial_stride, temporal_stride) if position_bias else None
 
     def forward(self, hidden: torch.Tensor, geometry: ClipGeometry) -> torch.Tensor:
-        f, h = geometry.num_frames, geometry.height
+        f, h, w = geometry.num_frames, geometry.height, geometry.width
         x = self.norm(hidden)
-        clip = rearrange(x, "(b f) (h w) c -> b c f h w", f=f, h=h)
-        context = rearrange(self.sampler(clip), "b c f h w -> b (f h w) c")
-        queries = rearrange(x, "(b f) n c -> b (f n) c", f=f)
-        out = attend(self.to_q(queries), self.to_k(context), self.to_v(context), self.heads)
-        return rearrange(self.to_out(out), "b (f n) c -> (b f) n c", f=f)
+        clip = rearrange(x, "(b f) (h w) c -> b c f h w", f=f, h=h).contiguous()
+        if self.distance_bias is None:
+            context = rearrange(self.sampler(clip), "b c f h w -> b (f h w) c")
+            queries = rearrange(x, "(b f) n c -> b (f n) c", f=f)
+            out = attend(self.to_q(queries), self.to_k(context), self.to_v(context), self.heads)
+            return rearrange(self.to_out(out), "b (f n) c -> (b f) n c", f=f)
+        # with the distance bias: the sampling points' positions are needed, and the bias is built one
+        # query frame at a time, (b, heads, h·w, m) instead of f times that
+        ref = self.sampler.reference_grid(f, h, w, x.device)
+        points = ref + self.sampler.offsets(clip)  # (b, F', H', W', 3)
+        context = rearrange(trilinear_sample(clip, points), "b c f h w -> b (f h w) c")
+        k, v = self.to_k(context), self.to_v(context)
+        points = rearrange(points, "b f h w k -> b (f h w) k")
+        q = rearrange(self.to_q(x), "(b f) n c -> f b n c", f=f)
+        pixels = reference_positions(w, 1, x.device), reference_positions(h, 1, x.device)
+        yy, xx = torch.meshgrid(pixels[1], pixels[0], indexing="ij")
+        out = []
+        for i in range(f):
+            where = torch.stack([xx.flatten(), yy.flatten(), torch.full_like(xx.flatten(), float(i))], dim=-1)
+            out.append(attend(q[i], k, v, self.heads, bias=self.distance_bias(where, points)))
+        return rearrange(self.to_out(torch.stack(out)), "f b n c -> (b f) n c")
 
 
 def sinusoidal_positions(length: int, dim: int, device=None) -> torch.Tensor:

@@ -50,6 +50,7 @@ class LC4UNet(ModelMixin, ConfigMixin):
         tda_alpha: float = 4.0,
         tda_spatial_stride: int = 2,
         tda_temporal_stride: int = 2,
+        tda_position_bias: bool = False,
         lum_channels: int = 8,
         lum_feature_channels: int = 0,
         phrase_values: bool = False,
@@ -59,7 +60,7 @@ class LC4UNet(ModelMixin, ConfigMixin):
         check_lc4_unet_config(
             {"unet_config": unet_config, "temporal_module": temporal_module, "tda_alpha": tda_alpha,
              "tda_spatial_stride": tda_spatial_stride, "tda_temporal_stride": tda_temporal_stride,
-             "lum_channels": lum_channels, "lum_feature_channels": lum_feature_channels,
+             "tda_position_bias": tda_position_bias, "lum_channels": lum_channels, "lum_feature_channels": lum_feature_channels,
              "phrase_values": phrase_values},
             "LC4UNet",
         )
@@ -88,6 +89,7 @@ class LC4UNet(ModelMixin, ConfigMixin):
                 layer = make_temporal_module(
                     temporal_module, attn.query_dim, attn.heads, dim_head,
                     alpha=tda_alpha, spatial_stride=tda_spatial_stride, temporal_stride=tda_temporal_stride,
+                    position_bias=tda_position_bias,
                 )
                 self.temporal_layers.append(layer)
                 self._attach(block, layer)

@@ -15,6 +15,8 @@ one frame shows to the others (docs/decisions.md). `noise_correlation` trains on
 prior that the pipeline's option of that name samples from (`sampling.mixed_noise`; not in L-C4).
 `fresh_temporal` starts the temporal layers from zero even when `init_from` has some (another
 temporal module on the same image model, e.g. the "w/o TDA" fixed-location attention).
+`offset_lr_ratio` scales the learning rate of the deformable samplers' offset heads (TDA's and CMPF's
+W_o and δ_offset), as Deformable DETR trains its sampling offsets at 0.1× (not in L-C4).
 `independent_frames` trains every frame of a clip as its own one-frame clip (`frames_as_clips`): the
 frames-independent control for a multi-frame run, on the same data.
 `frozen_modules` keeps named submodules of trained parts frozen (e.g. stage 1 training only
@@ -68,6 +70,12 @@ UNREACHED: dict[int, dict[str, tuple[str, ...]]] = {
     1: {"vae": ("",), "lum_encoder": ("skip_convs",), "text_encoder": ("",), "cmpf": ("",)},
     2: {"vae": ("",), "lum_encoder": ("skip_convs",), "text_encoder": ("",)},
 }
+
+
+def is_offset_parameter(name: str) -> bool:
+    """A parameter of a deformable sampler's offset head (W_o or δ_offset), in TDA or CMPF."""
+    return ".sampler.project." in name or ".sampler.offset_net." in name or ".compress.project." in name \
+        or ".compress.offset_net." in name
 
 
 def build_model(model: str = "tiny", sd15: str | None = None, model_config: dict | None = None,
@@ -274,8 +282,11 @@ class LC4Module(pl.LightningModule):
         noise_correlation: float = 0.0,
         independent_frames: bool = False,
         fresh_temporal: bool = False,
+        offset_lr_ratio: float = 1.0,
     ):
         super().__init__()
+        if not offset_lr_ratio >= 0:
+            raise ValueError(f"offset_lr_ratio must be >= 0, got {offset_lr_ratio}")
         if stage not in STAGE_PARTS:
             raise ValueError(f"stage must be 0, 1 or 2, got {stage}")
         if calibrate_text_encoder < 0:
@@ -575,8 +586,12 @@ class LC4Module(pl.LightningModule):
         return loss
 
     def configure_optimizers(self):
-        params = [p for _, p in self.trainable_named_parameters()]
-        optimizer = torch.optim.AdamW(params, lr=self.hparams.lr, betas=tuple(self.hparams.betas),
+        named = self.trainable_named_parameters()
+        offsets = [p for n, p in named if is_offset_parameter(n)]
+        groups = [{"params": [p for n, p in named if not is_offset_parameter(n)]}]
+        if offsets:
+            groups.append({"params": offsets, "lr": self.hparams.lr * self.hparams.offset_lr_ratio})
+        optimizer = torch.optim.AdamW(groups, lr=self.hparams.lr, betas=tuple(self.hparams.betas),
                                       weight_decay=self.hparams.weight_decay)
         if self.hparams.lr_schedule == "constant" and not self.hparams.warmup_steps:
             return optimizer

@@ -186,11 +186,25 @@ def test_distance_bias_starts_local_to_global_and_narrow_heads_read_their_own_pl
     assert change[1:, -1].max() < 1e-6 * change[1:, 0].min()  # the far corner does not
 
 
-def test_position_bias_must_be_a_boolean():
+def test_border_padding_reads_the_nearest_frame_where_zeros_padding_reads_nothing():
+    """Points pushed α = 4 frames past a 3-frame clip: eq. 2's zeros give zeros, `border` the last frame."""
+    x = torch.randn(1, 2, 3, 4, 4)
+    zeros, border = DeformableSampler(2, 1, 1), DeformableSampler(2, 1, 1, padding="border")
+    late = torch.zeros(1, 3, 4, 4, 3)
+    late[..., 2] = 4.0
+    assert torch.count_nonzero(zeros(x, late)) == 0
+    assert torch.allclose(border(x, late), x[:, :, -1:].expand(-1, -1, 3, -1, -1), atol=1e-6)
+    with pytest.raises(ValueError, match="padding"):
+        DeformableSampler(2, padding="reflect")
+
+
+def test_position_bias_and_padding_are_checked():
     from lc4.models.config import LC4Config
 
     with pytest.raises(ValueError, match="temporal.position_bias"):
         LC4Config.from_dict({"base": "tiny", "temporal": {"position_bias": "yes"}}).validate()
+    with pytest.raises(ValueError, match="temporal.padding"):
+        LC4Config.from_dict({"base": "tiny", "temporal": {"padding": "wrap"}}).validate()
 
 
 def test_tda_mixes_frames_but_fixed_attention_stays_at_its_location():

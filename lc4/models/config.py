@@ -27,6 +27,7 @@ class TemporalConfig:
     spatial_stride: int = 2  # N^rs
     temporal_stride: int = 2  # N^rt
     position_bias: bool = False  # TDA only: a learned query–sampling-point distance bias (not in L-C4)
+    padding: str = "zeros"  # TDA only: what a point outside the clip reads: zeros (eq. 2) | border (not in L-C4)
 
 
 @dataclass
@@ -139,6 +140,7 @@ class LC4Config:
         check_int(t.spatial_stride, "temporal.spatial_stride", minimum=1)
         check_int(t.temporal_stride, "temporal.temporal_stride", minimum=1)
         check_bool(t.position_bias, "temporal.position_bias")
+        check_padding(t.padding, "temporal.padding")
         check_bool(c.enabled, "cmpf.enabled")
         check_int(c.num_blocks, "cmpf.num_blocks", minimum=0)
         check_int(c.heads, "cmpf.heads", minimum=1)
@@ -206,6 +208,15 @@ def check_number(value: Any, field: str, minimum: float | None = None, positive:
 def check_bool(value: Any, field: str) -> bool:
     if not isinstance(value, bool):
         raise ValueError(f"{field} must be true or false; got {_show(value)}")
+    return value
+
+
+def check_padding(value: Any, field: str) -> str:
+    """`zeros` (eq. 2) or `border`: what TDA's sampling points outside the clip read."""
+    from .tda import SAMPLE_PADDINGS
+
+    if value not in SAMPLE_PADDINGS:
+        raise ValueError(f"{field}: must be one of {', '.join(SAMPLE_PADDINGS)}; got {value!r}")
     return value
 
 
@@ -328,6 +339,7 @@ def check_lc4_unet_config(cfg: Any, where: str = "unet") -> None:
     check_int(cfg.get("tda_spatial_stride", 2), f"{where}.tda_spatial_stride", 1)
     check_int(cfg.get("tda_temporal_stride", 2), f"{where}.tda_temporal_stride", 1)
     check_bool(cfg.get("tda_position_bias", False), f"{where}.tda_position_bias")
+    check_padding(cfg.get("tda_padding", "zeros"), f"{where}.tda_padding")
     check_int(cfg.get("lum_channels", 8), f"{where}.lum_channels", 1)
     check_int(cfg.get("lum_feature_channels", 0), f"{where}.lum_feature_channels", 0)
     check_bool(cfg.get("phrase_values", False), f"{where}.phrase_values")

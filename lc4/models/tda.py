@@ -52,16 +52,20 @@ def reference_positions(size: int, stride: int, device=None, dtype=torch.float32
     return (idx + 0.5) * (size / count) - 0.5
 
 
-def trilinear_sample(x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+SAMPLE_PADDINGS = ("zeros", "border")
+
+
+def trilinear_sample(x: torch.Tensor, positions: torch.Tensor, padding: str = "zeros") -> torch.Tensor:
     """Eq. 2: sample `x` (b, c, F, H, W) at `positions` (b, f, h, w, 3) given as (x, y, t) in cells.
 
-    Positions are in feature-cell / frame units (index space); locations outside the clip read zeros,
-    exactly g(a, b) = max(0, 1 − |a − b|) weighting with h = 0 outside. Returns (b, c, f, h, w).
+    Positions are in feature-cell / frame units (index space); with `padding="zeros"` locations
+    outside the clip read zeros, exactly g(a, b) = max(0, 1 − |a − b|) weighting with h = 0 outside;
+    `"border"` reads the nearest cell of the clip instead (not in L-C4). Returns (b, c, f, h, w).
     """
     frames, height, width = x.shape[-3:]
     sizes = positions.new_tensor([width, height, frames])
     grid = (2 * positions + 1) / sizes - 1  # index → normalised, align_corners=False convention
-    return F.grid_sample(x, grid.to(x.dtype), mode="bilinear", padding_mode="zeros", align_corners=False)
+    return F.grid_sample(x, grid.to(x.dtype), mode="bilinear", padding_mode=padding, align_corners=False)
 
 
 class DeformableSampler(nn.Module):
@@ -69,7 +73,8 @@ class DeformableSampler(nn.Module):
 
     Input (b, c, F, H, W); output the sampled context (b, c, F', H', W') on the compressed grid
     F' = ⌈F / N^rt⌉, H' = ⌈H / N^rs⌉, W' = ⌈W / N^rs⌉. The offset head starts at zero, so sampling
-    starts exactly on the reference grid.
+    starts exactly on the reference grid. `padding="border"` keeps every point's reading inside the
+    clip, so moving a point out of the clip cannot act as a gain that fades its values to zero.
     """
 
     def __init__(
@@ -79,8 +84,12 @@ class DeformableSampler(nn.Module):
         temporal_stride: int = 2,
         alpha: float = 4.0,
         offset_dim: int | None = None,
+        padding: str = "zeros",
     ):
         super().__init__()
+        if padding not in SAMPLE_PADDINGS:
+            raise ValueError(f"deformable sampling padding must be one of {', '.join(SAMPLE_PADDINGS)}; got {padding!r}")
+        self.padding = padding
         if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not math.isfinite(alpha) or alpha < 0:
             raise ValueError(f"deformable sampling alpha must be a finite number >= 0; got {alpha!r}")
         for name, stride in (("spatial_stride", spatial_stride), ("temporal_stride", temporal_stride)):
@@ -118,7 +127,7 @@ class DeformableSampler(nn.Module):
         frames, height, width = x.shape[-3:]
         ref = self.reference_grid(frames, height, width, x.device)
         offsets = self.offsets(x) if offsets is None else offsets
-        return trilinear_sample(x, ref + offsets)
+        return trilinear_sample(x, ref + offsets, self.padding)
 
 
 class DistanceBias(nn.Module):
@@ -155,13 +164,14 @@ class TemporalDeformableAttention(nn.Module):
         temporal_stride: int = 2,
         alpha: float = 4.0,
         position_bias: bool = False,
+        padding: str = "zeros",
     ):
         super().__init__()
         dim_head = dim_head or dim // heads
         inner = heads * dim_head
         self.heads = heads
         self.norm = nn.LayerNorm(dim)
-        self.sampler = DeformableSampler(dim, spatial_stride, temporal_stride, alpha)
+        self.sampler = DeformableSampler(dim, spatial_stride, temporal_stride, alpha, padding=padding)
         self.to_q = nn.Linear(dim, inner, bias=False)
         self.to_k = nn.Linear(dim, inner, bias=False)
         self.to_v = nn.Linear(dim, inner, bias=False)
@@ -181,7 +191,7 @@ class TemporalDeformableAttention(nn.Module):
         # query frame at a time, (b, heads, h·w, m) instead of f times that
         ref = self.sampler.reference_grid(f, h, w, x.device)
         points = ref + self.sampler.offsets(clip)  # (b, F', H', W', 3)
-        context = rearrange(trilinear_sample(clip, points), "b c f h w -> b (f h w) c")
+        context = rearrange(trilinear_sample(clip, points, self.sampler.padding), "b c f h w -> b (f h w) c")
         k, v = self.to_k(context), self.to_v(context)
         points = rearrange(points, "b f h w k -> b (f h w) k")
         q = rearrange(self.to_q(x), "(b f) n c -> f b n c", f=f)

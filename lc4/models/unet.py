@@ -51,6 +51,7 @@ class LC4UNet(ModelMixin, ConfigMixin):
         tda_spatial_stride: int = 2,
         tda_temporal_stride: int = 2,
         tda_position_bias: bool = False,
+        tda_padding: str = "zeros",
         lum_channels: int = 8,
         lum_feature_channels: int = 0,
         phrase_values: bool = False,
@@ -60,7 +61,8 @@ class LC4UNet(ModelMixin, ConfigMixin):
         check_lc4_unet_config(
             {"unet_config": unet_config, "temporal_module": temporal_module, "tda_alpha": tda_alpha,
              "tda_spatial_stride": tda_spatial_stride, "tda_temporal_stride": tda_temporal_stride,
-             "tda_position_bias": tda_position_bias, "lum_channels": lum_channels, "lum_feature_channels": lum_feature_channels,
+             "tda_position_bias": tda_position_bias, "tda_padding": tda_padding,
+             "lum_channels": lum_channels, "lum_feature_channels": lum_feature_channels,
              "phrase_values": phrase_values},
             "LC4UNet",
         )
@@ -89,7 +91,7 @@ class LC4UNet(ModelMixin, ConfigMixin):
                 layer = make_temporal_module(
                     temporal_module, attn.query_dim, attn.heads, dim_head,
                     alpha=tda_alpha, spatial_stride=tda_spatial_stride, temporal_stride=tda_temporal_stride,
-                    position_bias=tda_position_bias,
+                    position_bias=tda_position_bias, padding=tda_padding,
                 )
                 self.temporal_layers.append(layer)
                 self._attach(block, layer)

@@ -59,10 +59,11 @@ LABELS = {"full": "full (TDA, CMPF; CCF exact)", "no_tda": "w/o TDA (fixed tempo
           "averaging": "full, direct averaging"}
 
 
-def stage_config(out: Path, steps: int, name: str, image: str, seed: int | None = None) -> Path:
-    """The video stage's config for one variant, writing under `out`, starting from `image`."""
+def stage_config(out: Path, steps: int, name: str, image: str, seed: int | None = None,
+                 base: Path = VIDEO_STAGE) -> Path:
+    """The video stage's config (`base`) for one variant, writing under `out`, starting from `image`."""
     model_config, model_args = TRAINED[name]
-    return derive_stage_config(VIDEO_STAGE, out, steps=steps, model_config=model_config, init_from=image,
+    return derive_stage_config(base, out, steps=steps, model_config=model_config, init_from=image,
                                seed=seed, model_args=model_args)
 
 
@@ -83,7 +84,7 @@ def train_variant(name: str, seed: int, args: argparse.Namespace) -> Path:
     if (folder / "model_index.json").is_file():
         return folder
     out = variant_dir(name, seed, args)
-    cfg = stage_config(out, args.steps_video, name, args.image, seed)
+    cfg = stage_config(out, args.steps_video, name, args.image, seed, Path(args.video_stage))
     cmd = [sys.executable, str(ROOT / "train.py"), "fit", "--config", str(cfg)]
     last = out / "checkpoints" / "last.ckpt"
     if last.is_file():
@@ -295,8 +296,9 @@ def main() -> None:
     p.add_argument("--no-report", action="store_true", help="measure (and cache) only; no table or picture")
     p.add_argument("--full", default=None, help="seed 0's full model: the recipe's own video stage export")
     p.add_argument("--image", default="runs/lc4_stage1_image/export", help="the shared image-stage export")
+    p.add_argument("--video-stage", default=str(VIDEO_STAGE), help="the video stage's config, every variant's base")
     p.add_argument("--steps-video", type=int, default=None,
-                   help="video-stage optimizer steps (default: the recipe's, from lc4_stage1_video.yaml)")
+                   help="video-stage optimizer steps (default: --video-stage's max_steps)")
     p.add_argument("--out", default="runs/ablations")
     p.add_argument("--videos", type=int, default=24, help="short named held-out videos per model")
     p.add_argument("--free-videos", type=int, default=16, help="short free-colour videos per model")
@@ -317,7 +319,7 @@ def main() -> None:
     if args.steps_video is None:
         import yaml
 
-        args.steps_video = int(yaml.safe_load(VIDEO_STAGE.read_text())["trainer"]["max_steps"])
+        args.steps_video = int(yaml.safe_load(Path(args.video_stage).read_text())["trainer"]["max_steps"])
     if args.threads:
         torch.set_num_threads(args.threads)
         os.environ["OMP_NUM_THREADS"] = str(args.threads)  # the training subprocesses too

@@ -229,6 +229,14 @@ def test_ablation_video_stage_configs_keep_the_budget_and_change_only_the_varian
     assert configs["no_tda"]["model"]["model_config"] == {"temporal": {"kind": "temporal_attention"}}
     assert configs["no_temporal"]["model"]["model_config"] == {"temporal": {"kind": "none"}}
     assert configs["no_cmpf"]["model"]["use_cmpf"] is False and configs["no_cmpf"]["model"]["train_parts"] == ["unet"]
+    base = yaml.safe_load((ROOT / "configs/demo/lc4_stage1_video.yaml").read_text())  # a stage with its own model_config
+    base["model"]["model_config"] = {"temporal": {"kind": "tda", "padding": "border"}, "num_frames": 8}
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(base))
+    derived = {name: yaml.safe_load(ab.stage_config(tmp_path / f"b_{name}", 5, name, "image", base=tmp_path / "base.yaml")
+                                    .read_text())["model"]["model_config"] for name in ab.TRAINED}
+    assert derived["full"] == base["model"]["model_config"]
+    assert derived["no_tda"] == {"temporal": {"kind": "temporal_attention", "padding": "border"}, "num_frames": 8}
+    assert derived["no_cmpf"] == {**base["model"]["model_config"], "cmpf": {"enabled": False}}
     args = argparse.Namespace(out=str(tmp_path / "abl"), full="recipe")
     assert ab.model_folder("full", 0, args) == Path("recipe")
     assert ab.model_folder("full", 1, args) == tmp_path / "abl/seed1/full/export"

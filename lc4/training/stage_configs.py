@@ -28,7 +28,8 @@ def derive_stage_config(
 ) -> Path:
     """Write `<out>/<base name>` from `base` with every output (logs, export) under `out`.
 
-    `model_config` changes the model (e.g. `{"temporal": {"kind": "temporal_attention"}}`),
+    `model_config` changes the model (e.g. `{"temporal": {"kind": "temporal_attention"}}`), each
+    section merged over the base's own `model_config` section,
     `init_from`/`init_parts` where its weights start, `data` overrides data settings, `seed`
     replaces `seed_everything` (random start, data order and noise of another training seed),
     `model_args` overrides training-module arguments (e.g. `{"use_cmpf": False, "train_parts": ["unet"]}`).
@@ -36,8 +37,12 @@ def derive_stage_config(
     cfg = yaml.safe_load(Path(base).read_text())
     out = Path(out)
     model, trainer = cfg.setdefault("model", {}), cfg.setdefault("trainer", {})
-    if model_config:
-        model["model_config"] = model_config
+    if model_config:  # section by section over the base's own model_config (e.g. its temporal options)
+        merged = dict(model.get("model_config") or {})
+        for key, value in model_config.items():
+            old = merged.get(key)
+            merged[key] = {**old, **value} if isinstance(old, dict) and isinstance(value, dict) else value
+        model["model_config"] = merged
     if init_from is not None:
         model["init_from"] = str(init_from)
     if init_parts is not None:

@@ -107,6 +107,33 @@ def test_temporal_modules_start_at_zero_and_work_for_any_length(kind, options):
         assert torch.isfinite(out).all() and out.abs().sum() > 0
 
 
+def reference_tda(tda: TemporalDeformableAttention, hidden: torch.Tensor, f: int, h: int, w: int,
+                  bias=None) -> torch.Tensor:
+    """TDA's output computed independently, clip by clip and head by head: softmax(q kᵀ/√d + bias) v
+    over the trilinearly sampled points; `bias(head, query_pos, key_pos)` gives a head's logit bias
+    from the query cells' and the deformed points' (x, y, t)."""
+    d = tda.to_q.out_features // tda.heads
+    x = tda.norm(hidden)
+    clip = rearrange(x, "(b f) (h w) c -> b c f h w", f=f, h=h)
+    pos = tda.sampler.reference_grid(f, h, w) + tda.sampler.offsets(clip)
+    tt, yy, xx = torch.meshgrid(torch.arange(f), torch.arange(h), torch.arange(w), indexing="ij")
+    query_pos = torch.stack([xx, yy, tt], -1).reshape(-1, 3).float()
+    clips = []
+    for b in range(clip.shape[0]):
+        ctx = rearrange(trilinear_sample(clip[b : b + 1], pos[b : b + 1]), "b c f h w -> b (f h w) c")[0]
+        q = tda.to_q(x[b * f : (b + 1) * f].reshape(-1, x.shape[-1]))
+        k, v = tda.to_k(ctx), tda.to_v(ctx)
+        heads_out = []
+        for i in range(tda.heads):
+            s = slice(d * i, d * (i + 1))
+            logits = q[:, s] @ k[:, s].T / math.sqrt(d)
+            if bias is not None:
+                logits = logits + bias(i, query_pos, pos[b].reshape(-1, 3))
+            heads_out.append(torch.softmax(logits, dim=-1) @ v[:, s])
+        clips.append(rearrange(tda.to_out(torch.cat(heads_out, -1)), "(f n) c -> f n c", f=f))
+    return torch.cat(clips)
+
+
 def test_tda_equals_reference_attention_over_sampled_points():
     """TDA's output = softmax(q kᵀ/√d) v over trilinearly sampled points, computed independently."""
     torch.manual_seed(4)
@@ -115,21 +142,7 @@ def test_tda_equals_reference_attention_over_sampled_points():
     for p in tda.parameters():
         torch.nn.init.normal_(p, std=0.3)
     hidden = _hidden(1, f, h, w, dim)
-    out = tda(hidden, ClipGeometry(f, h, w))
-
-    x = tda.norm(hidden)
-    clip = rearrange(x, "(b f) (h w) c -> b c f h w", f=f, h=h)
-    pos = tda.sampler.reference_grid(f, h, w) + tda.sampler.offsets(clip)
-    ctx = rearrange(trilinear_sample(clip, pos), "b c f h w -> b (f h w) c")[0]
-    q = tda.to_q(rearrange(x, "f n c -> (f n) c"))
-    k, v = tda.to_k(ctx), tda.to_v(ctx)
-    heads_out = []
-    for i in range(heads):
-        s = slice(4 * i, 4 * i + 4)
-        attn = torch.softmax(q[:, s] @ k[:, s].T / math.sqrt(4), dim=-1)
-        heads_out.append(attn @ v[:, s])
-    expected = rearrange(tda.to_out(torch.cat(heads_out, -1)), "(f n) c -> f n c", f=f)
-    assert torch.allclose(out, expected, atol=1e-5)
+    assert torch.allclose(tda(hidden, ClipGeometry(f, h, w)), reference_tda(tda, hidden, f, h, w), atol=1e-5)
 
 
 def test_distance_bias_tda_equals_reference_attention_with_gaussian_logit_bias():
@@ -141,28 +154,14 @@ def test_distance_bias_tda_equals_reference_attention_with_gaussian_logit_bias()
     for p in tda.parameters():
         torch.nn.init.normal_(p, std=0.3)
     hidden = _hidden(2, f, h, w, dim)
-    out = tda(hidden, ClipGeometry(f, h, w))
-
-    x = tda.norm(hidden)
-    clip = rearrange(x, "(b f) (h w) c -> b c f h w", f=f, h=h)
-    pos = tda.sampler.reference_grid(f, h, w) + tda.sampler.offsets(clip)
     sigma = tda.distance_bias.log_sigma.exp()
-    tt, yy, xx = torch.meshgrid(torch.arange(f), torch.arange(h), torch.arange(w), indexing="ij")
-    query_pos = torch.stack([xx, yy, tt], -1).reshape(-1, 3).float()
-    for b in range(2):
-        ctx = rearrange(trilinear_sample(clip[b : b + 1], pos[b : b + 1]), "b c f h w -> b (f h w) c")[0]
-        key_pos = pos[b].reshape(-1, 3)
+
+    def gaussian(head, query_pos, key_pos):
         d = query_pos[:, None] - key_pos[None]
-        q = tda.to_q(x[b * f : (b + 1) * f].reshape(-1, dim))
-        k, v = tda.to_k(ctx), tda.to_v(ctx)
-        heads_out = []
-        for i in range(heads):
-            s = slice(4 * i, 4 * i + 4)
-            bias = -(d[..., :2].square().sum(-1)) / (2 * sigma[i, 0] ** 2) - d[..., 2].square() / (2 * sigma[i, 1] ** 2)
-            attn = torch.softmax(q[:, s] @ k[:, s].T / math.sqrt(4) + bias, dim=-1)
-            heads_out.append(attn @ v[:, s])
-        expected = rearrange(tda.to_out(torch.cat(heads_out, -1)), "(f n) c -> f n c", f=f)
-        assert torch.allclose(out[b * f : (b + 1) * f], expected, atol=1e-5)
+        return -d[..., :2].square().sum(-1) / (2 * sigma[head, 0] ** 2) - d[..., 2].square() / (2 * sigma[head, 1] ** 2)
+
+    expected = reference_tda(tda, hidden, f, h, w, bias=gaussian)
+    assert torch.allclose(tda(hidden, ClipGeometry(f, h, w)), expected, atol=1e-5)
 
 
 def test_distance_bias_starts_local_to_global_and_narrow_heads_read_their_own_place():

@@ -69,7 +69,7 @@ def sampling_points(layer, hidden: torch.Tensor, geometry) -> dict[str, float]:
         return {}
     f, h, w = geometry.num_frames, geometry.height, geometry.width
     clip = rearrange(layer.norm(hidden), "(b f) (h w) c -> b c f h w", f=f, h=h).contiguous()
-    points = sampler.reference_grid(f, h, w, hidden.device) + sampler.offsets(clip)  # (b, F', H', W', 3) as x, y, t
+    points = sampler.points(clip)  # (b, F', H', W', 3) as x, y, t
     size = points.new_tensor([w, h, f])
     outside = ((points < -0.5) | (points > size - 0.5)).any(-1)
     return {"sampled outside": float(outside.float().mean()), "first slice t": float(points[:, 0, ..., 2].mean())}

@@ -120,14 +120,18 @@ class DeformableSampler(nn.Module):
         raw = self.offset_net(self.project(x)).float()
         return self.alpha * rearrange(torch.tanh(raw), "b c f h w -> b f h w c")
 
+    def points(self, x: torch.Tensor, offsets: torch.Tensor | None = None) -> torch.Tensor:
+        """The sampling points p + αΔp (b, F', H', W', 3) as (x, y, t) in cells, for dense `x`;
+        `offsets` (b, F', H', W', 3) overrides the predicted ones (tests)."""
+        frames, height, width = x.shape[-3:]
+        offsets = self.offsets(x) if offsets is None else offsets
+        return self.reference_grid(frames, height, width, x.device) + offsets
+
     def forward(self, x: torch.Tensor, offsets: torch.Tensor | None = None) -> torch.Tensor:
         """Sample `x` at p + αΔp; `offsets` (b, F', H', W', 3) overrides the predicted ones (tests)."""
         # a 5D view of channels-last features crashes Conv3d's CPU backward (torch 2.13): densify first
         x = x.contiguous()
-        frames, height, width = x.shape[-3:]
-        ref = self.reference_grid(frames, height, width, x.device)
-        offsets = self.offsets(x) if offsets is None else offsets
-        return trilinear_sample(x, ref + offsets, self.padding)
+        return trilinear_sample(x, self.points(x, offsets), self.padding)
 
 
 class DistanceBias(nn.Module):
@@ -144,12 +148,15 @@ class DistanceBias(nn.Module):
         temporal = torch.full((heads,), 4.0 * temporal_stride)
         self.log_sigma = nn.Parameter(torch.stack([spatial, temporal], dim=-1).log())  # (heads, 2)
 
-    def forward(self, queries: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
-        """Queries (n, 3), keys (b, m, 3) as (x, y, t) → bias (b, heads, n, m)."""
-        inv_var = torch.exp(-2 * self.log_sigma.float())  # (heads, 2)
-        delta = queries[None, :, None, :] - keys[:, None, :, :]  # (b, n, m, 3)
-        dist = torch.stack([delta[..., :2].square().sum(-1), delta[..., 2].square()], dim=-1)
-        return -0.5 * torch.einsum("bnmk,hk->bhnm", dist, inv_var)
+    def spatial(self, query_xy: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+        """The spatial term for query cells (n, 2) and keys (b, m, 3) as (x, y, t): (b, heads, n, m)."""
+        dist = (query_xy[None, :, None, :] - keys[:, None, :, :2]).square().sum(-1)  # (b, n, m)
+        return -0.5 * torch.einsum("bnm,h->bhnm", dist, torch.exp(-2 * self.log_sigma[:, 0].float()))
+
+    def temporal(self, frame: float, keys: torch.Tensor) -> torch.Tensor:
+        """The temporal term for queries in frame `frame`: (b, heads, 1, m)."""
+        dist = (frame - keys[..., 2]).square()  # (b, m)
+        return -0.5 * torch.einsum("bm,h->bhm", dist, torch.exp(-2 * self.log_sigma[:, 1].float()))[:, :, None]
 
 
 class TemporalDeformableAttention(nn.Module):
@@ -181,26 +188,25 @@ class TemporalDeformableAttention(nn.Module):
     def forward(self, hidden: torch.Tensor, geometry: ClipGeometry) -> torch.Tensor:
         f, h, w = geometry.num_frames, geometry.height, geometry.width
         x = self.norm(hidden)
-        clip = rearrange(x, "(b f) (h w) c -> b c f h w", f=f, h=h).contiguous()
+        clip = rearrange(x, "(b f) (h w) c -> b c f h w", f=f, h=h)
         if self.distance_bias is None:
             context = rearrange(self.sampler(clip), "b c f h w -> b (f h w) c")
             queries = rearrange(x, "(b f) n c -> b (f n) c", f=f)
             out = attend(self.to_q(queries), self.to_k(context), self.to_v(context), self.heads)
             return rearrange(self.to_out(out), "b (f n) c -> (b f) n c", f=f)
         # with the distance bias: the sampling points' positions are needed, and the bias is built one
-        # query frame at a time, (b, heads, h·w, m) instead of f times that
-        ref = self.sampler.reference_grid(f, h, w, x.device)
-        points = ref + self.sampler.offsets(clip)  # (b, F', H', W', 3)
+        # query frame at a time, (b, heads, h·w, m) instead of f times that; its spatial term is the
+        # same for every frame
+        clip = clip.contiguous()  # (see DeformableSampler.forward)
+        points = self.sampler.points(clip)  # (b, F', H', W', 3)
         context = rearrange(trilinear_sample(clip, points, self.sampler.padding), "b c f h w -> b (f h w) c")
         k, v = self.to_k(context), self.to_v(context)
         points = rearrange(points, "b f h w k -> b (f h w) k")
         q = rearrange(self.to_q(x), "(b f) n c -> f b n c", f=f)
-        pixels = reference_positions(w, 1, x.device), reference_positions(h, 1, x.device)
-        yy, xx = torch.meshgrid(pixels[1], pixels[0], indexing="ij")
-        out = []
-        for i in range(f):
-            where = torch.stack([xx.flatten(), yy.flatten(), torch.full_like(xx.flatten(), float(i))], dim=-1)
-            out.append(attend(q[i], k, v, self.heads, bias=self.distance_bias(where, points)))
+        yy, xx = torch.meshgrid(reference_positions(h, 1, x.device), reference_positions(w, 1, x.device), indexing="ij")
+        spatial = self.distance_bias.spatial(torch.stack([xx.flatten(), yy.flatten()], dim=-1), points)
+        out = [attend(q[i], k, v, self.heads, bias=spatial + self.distance_bias.temporal(float(i), points))
+               for i in range(f)]
         return rearrange(self.to_out(torch.stack(out)), "f b n c -> (b f) n c")
 
 

@@ -147,7 +147,7 @@ def _check_overwrite(layout: BenchmarkLayout, inputs: Sequence[Path] = ()) -> No
     """Refuse (one-line ``ValueError``) unless everything ``--overwrite`` would delete is lc4 benchmark's own.
 
     ``pred/``, ``gt/`` and ``gray/`` may hold only frame folders lc4 wrote (each checked by
-    :func:`lc4.io.check_replaceable`), ``log/`` only ``<seq>.jsonl`` files, and ``benchmark.json``
+    :func:`lc4.io.check_replaceable`), ``log/`` only ``<seq>.jsonl`` files (and journals), and ``benchmark.json``
     and ``report.*`` must be plain files; lc4's hidden temporaries and OS clutter are ignored.
     """
     from .io.atomic import _is_ancestor, _is_lc4_clutter, _same_path, check_replaceable
@@ -170,7 +170,9 @@ def _check_overwrite(layout: BenchmarkLayout, inputs: Sequence[Path] = ()) -> No
             if _is_lc4_clutter(entry):
                 continue
             if folder == layout.log:
-                if entry.suffix == ".jsonl" and entry.is_file() and not entry.is_symlink():
+                # its logs, and a record journalled by a run killed before it logged it (recover_log)
+                if (entry.suffix == ".jsonl" or entry.name.startswith(".") and entry.name.endswith(".pending.json")) \
+                        and entry.is_file() and not entry.is_symlink():
                     continue
             elif entry.is_dir() or entry.is_symlink():
                 check_replaceable(entry, inputs)  # a sequence's frames: only when lc4 wrote all of it

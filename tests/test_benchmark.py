@@ -22,7 +22,7 @@ from PIL import Image
 from lc4.cli import main as lc4_main
 from lc4.evaluation.benchmark import (BenchmarkLayout, BenchmarkSettings, check_settings, is_done,
                                       lightness_to_grey_rgb, pending_sequences, plan_prompts, read_log,
-                                      remove_partials, save_settings)
+                                      recover_log, remove_partials, save_settings)
 from lc4.evaluation.discover import read_frame_folder
 from lc4.evaluation.protocol import lab_lightness_grey
 
@@ -281,6 +281,67 @@ def test_resume_after_kill(tiny_set, tmp_path, capsys):
     assert all(len(read_log(layout, n)) == 1 for n in SIZES)
     assert set(json.loads((out / "report.json").read_text())["per_video"]) == set(SIZES)
     assert not [p for p in (out / "pred").iterdir() if p.name.startswith(".")]
+
+
+class _Killed(BaseException):
+    """Stands for a SIGKILL at one exact point (a BaseException, so nothing on the way catches it)."""
+
+
+def test_a_kill_between_a_result_and_its_log_record_loses_no_record(tiny_set, tmp_path, capsys, monkeypatch):
+    """The window the SIGKILL test hits only by chance: the result folder is renamed into pred/, the
+    process dies before the log is written. The rerun must not colorize it again and must still log
+    it once (its record was journalled before the rename)."""
+    import lc4.evaluation.benchmark as bench
+
+    dataset, prompts = tiny_set
+    out = tmp_path / "out"
+    argv = [*FAST, "--quiet", "--dataset", str(dataset), "--prompts", str(prompts), "--output", str(out)]
+    layout = BenchmarkLayout(out)
+    real_append = bench._append_log
+
+    def die_after_the_rename(layout_, name, record):
+        assert is_done(layout_, name)  # the folder exists: this is the window
+        raise _Killed
+
+    monkeypatch.setattr(bench, "_append_log", die_after_the_rename)
+    with pytest.raises(_Killed):
+        _cli(argv, capsys)
+    done = [n for n in SIZES if is_done(layout, n)]
+    assert len(done) == 1 and not read_log(layout, done[0])  # a result without its log record
+    finished = _snapshot(out / "pred" / done[0])
+    monkeypatch.setattr(bench, "_append_log", real_append)
+    shutil.copytree(out, tmp_path / "again")  # --overwrite accepts the journal as lc4's own
+    assert _cli([*argv[:-1], str(tmp_path / "again"), "--overwrite"], capsys)[0] == 0
+
+    assert _cli(argv, capsys)[0] == 0
+    assert _snapshot(out / "pred" / done[0]) == finished  # not colorized again
+    logs = {n: read_log(layout, n) for n in SIZES}
+    assert all(len(r) == 1 for r in logs.values()), logs
+    assert logs[done[0]][0]["frames"] == FRAMES and logs[done[0]][0]["seconds"] > 0
+    assert not list((out / "log").glob(".*"))  # no journal left
+    per_video = json.loads((out / "report.json").read_text())["per_video"]
+    assert per_video[done[0]]["seconds"] == logs[done[0]][0]["seconds"]
+
+
+def test_recover_log_keeps_a_done_result_once_and_drops_the_rest(tmp_path):
+    """Journals: a done result's record is logged once (also when the kill came after the log write,
+    before the journal was removed); a result never renamed, or a damaged journal, leaves no record."""
+    layout = BenchmarkLayout(tmp_path)
+    (layout.pred / "bear").mkdir(parents=True)
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(layout.pred / "bear" / "00000.png")
+    layout.log.mkdir()
+    record = {"sequence": "bear", "id": "a1", "frames": 1, "seconds": 0.5}
+    for name, rec in (("bear", record), ("cows", {**record, "sequence": "cows", "id": "b2"})):
+        (layout.log / f".{name}.pending.json").write_text(json.dumps(rec))
+    (layout.log / ".dog.pending.json").write_text('{"sequence": "do')  # cut off mid-write
+    assert recover_log(layout) == ["bear"]
+    assert read_log(layout, "bear") == [record] and read_log(layout, "cows") == []
+    assert not list(layout.log.glob(".*"))
+
+    (layout.log / ".bear.pending.json").write_text(json.dumps(record))  # logged, journal not yet removed
+    assert recover_log(layout) == ["bear"]
+    assert read_log(layout, "bear") == [record]  # not twice
+    assert recover_log(BenchmarkLayout(tmp_path / "new")) == []  # no log folder yet
 
 
 # --------------------------------------------------------------------------- --overwrite deletes only lc4's own

@@ -27,6 +27,7 @@ import os
 import shutil
 import socket
 import time
+import uuid
 import warnings
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -53,6 +54,7 @@ __all__ = [
     "pending_sequences",
     "remove_partials",
     "read_log",
+    "recover_log",
     "SequenceNames",
     "BenchmarkData",
     "ColorizeSequences",
@@ -258,9 +260,54 @@ def read_log(layout: BenchmarkLayout, name: str) -> list[dict[str, Any]]:
 
 
 def _append_log(layout: BenchmarkLayout, name: str, record: Mapping[str, Any]) -> None:
+    """Add ``record`` to ``log/<name>.jsonl`` unless a record with its ``id`` is there already.
+
+    The file is rewritten whole and renamed into place, so a kill never leaves half a line.
+    """
+    records = read_log(layout, name)
+    if any(r.get("id") == record["id"] for r in records):
+        return
     layout.log.mkdir(parents=True, exist_ok=True)
-    with open(layout.log / f"{name}.jsonl", "a", encoding="utf-8") as f:
-        f.write(json.dumps(dict(record), ensure_ascii=False) + "\n")
+    path = layout.log / f"{name}.jsonl"
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in [*records, dict(record)]),
+                   encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _journal(layout: BenchmarkLayout, name: str) -> Path:
+    """Where a result's log record waits between its folder's rename and the log (``log/.<name>.pending.json``)."""
+    return layout.log / f".{name}.pending.json"
+
+
+def _write_journal(layout: BenchmarkLayout, record: Mapping[str, Any]) -> None:
+    layout.log.mkdir(parents=True, exist_ok=True)
+    path = _journal(layout, record["sequence"])
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.partial")
+    tmp.write_text(json.dumps(dict(record), ensure_ascii=False), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def recover_log(layout: BenchmarkLayout) -> list[str]:
+    """Log the results a killed run wrote but did not log; returns their names.
+
+    A result's record is journalled before its folder is renamed into ``pred/`` and moved to the
+    log after, so a kill between the two leaves the journal: kept if the folder exists (the result
+    is done and must keep its record), dropped if not (it will be colorized again).
+    """
+    remove_partials(layout.log)
+    recovered = []
+    for journal in sorted(layout.log.glob(".*.pending.json")) if layout.log.is_dir() else []:
+        try:
+            record = json.loads(journal.read_text(encoding="utf-8"))
+            name = record["sequence"]
+        except (ValueError, KeyError, TypeError):
+            name = None
+        if name is not None and is_done(layout, name):
+            _append_log(layout, name, record)
+            recovered.append(name)
+        journal.unlink(missing_ok=True)
+    return recovered
 
 
 # --------------------------------------------------------------------------- Lightning parts
@@ -301,6 +348,8 @@ class BenchmarkData(pl.LightningDataModule):
     def prepare_data(self) -> None:
         for stale in remove_partials(self.layout.pred) + remove_partials(self.layout.root):
             log.info("removed %s (left by an interrupted run)", stale.name)
+        for name in recover_log(self.layout):
+            log.info("%s: logged the result an interrupted run wrote", name)
         prepare_ground_truth(self.dataset, self.layout.root, resolution=self.eval_resolution, sequences=self.names)
 
     def setup(self, stage: str) -> None:
@@ -347,18 +396,24 @@ class ColorizeSequences(pl.LightningModule):
             grey, self.prompts[name], num_inference_steps=s.steps, guidance_scale=s.guidance, seed=s.seed,
             resolution=s.resolution, fusion=s.fusion, window=s.window, weighting=s.weighting, progress=False,
             **self.pipeline_options)
+        rank, world = self.global_rank, self.trainer.world_size
+        record = {"sequence": name, "id": uuid.uuid4().hex, "rank": rank, "world_size": world,
+                  "host": socket.gethostname(), "device": str(self.pipe.device), "prompt": self.prompts[name]}
+
+        def journal(frames: int) -> None:  # the record exists before the result does (recover_log)
+            record.update(frames=frames, seconds=round(time.perf_counter() - start, 3),
+                          finished=time.strftime("%Y-%m-%dT%H:%M:%S"))
+            _write_journal(self.layout, record)
+
         try:
-            frames = write_png_folder(chunks, self.layout.pred / name)
+            frames = write_png_folder(chunks, self.layout.pred / name, before_commit=journal)
         except FileExistsError:  # finished meanwhile by another process: keep that one
+            _journal(self.layout, name).unlink(missing_ok=True)
             log.warning("%s: already written by another process, kept", name)
             return None
-        seconds = time.perf_counter() - start
-        rank, world = self.global_rank, self.trainer.world_size
-        record = {"sequence": name, "rank": rank, "world_size": world, "host": socket.gethostname(),
-                  "device": str(self.pipe.device), "frames": frames, "seconds": round(seconds, 3),
-                  "prompt": self.prompts[name], "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
         _append_log(self.layout, name, record)
-        log.info("[rank %d] %s: %d frames in %.1f s", rank, name, frames, seconds)
+        _journal(self.layout, name).unlink(missing_ok=True)
+        log.info("[rank %d] %s: %d frames in %.1f s", rank, name, frames, record["seconds"])
         return record
 
     def on_predict_end(self) -> None:

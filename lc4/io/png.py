@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Callable, Iterable
 
 import numpy as np
 from PIL import Image
@@ -33,6 +33,7 @@ def write_png_folder(
     overwrite: bool = False,
     inputs: Iterable[PathLike] = (),
     compress_level: int = 1,
+    before_commit: Callable[[int], None] | None = None,
 ) -> int:
     """Write ``uint8`` RGB frames to ``directory`` as ``00000.png``... ; returns the frame count.
 
@@ -40,6 +41,8 @@ def write_png_folder(
     :func:`lc4.io.iter_frames`), consumed lazily. The folder is built under a hidden temporary
     name and renamed when complete, so a failure leaves neither a partial folder nor the
     temporary. ``compress_level`` is zlib's 0..9 (1: fast; PNG is lossless at every level).
+    ``before_commit(count)`` runs once every frame is written, just before the rename: what it
+    records (a journal entry) exists whenever the folder does.
     """
     if not isinstance(compress_level, int) or not 0 <= compress_level <= 9:
         raise ValueError(f"compress_level must be an integer in [0, 9], got {compress_level!r}")
@@ -62,6 +65,8 @@ def write_png_folder(
             count += 1
         if count == 0:
             raise ValueError(f"{out.path}: no frames were given; nothing to save")
+        if before_commit is not None:
+            before_commit(count)
     except BaseException:
         out.discard()
         raise

@@ -54,6 +54,9 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--keyframe-luminance", choices=["video", "keyframe"], default="video",
                    help="video: encode each keyframe's colours (CIELAB a, b) with the video frame's own L, so a "
                    "reference from another print fits; keyframe: encode the keyframe as it is")
+    p.add_argument("--keyframe-hold", choices=["noised", "clean"], default="noised",
+                   help="noised: hold a keyframe at each step's noise level (replacement conditioning); clean: show "
+                   "it clean, at timestep 0, while held (for models trained with a cleaner context frame)")
     p.add_argument("--output", "-o", required=True,
                    help="output video .mp4/.mkv/.mov (H.264, source frame timing and audio kept), a folder for PNG "
                    "frames (no suffix, or ending in /), or an image file (.png/.jpg) for a single-image input; "
@@ -136,7 +139,8 @@ def check_options(args: argparse.Namespace) -> None:
     from .keyframes import check_keyframe_options
 
     check_keyframe_options(getattr(args, "keyframe_strength", 1.0), getattr(args, "keyframe_luminance", "video"),
-                           "--keyframe-strength", "--keyframe-luminance")
+                           "--keyframe-strength", "--keyframe-luminance", getattr(args, "keyframe_hold", "noised"),
+                           "--keyframe-hold")
     import diffusers
 
     if not args.scheduler.endswith("Scheduler") or getattr(diffusers, args.scheduler, None) is None:
@@ -342,6 +346,8 @@ def job_key(args: argparse.Namespace, job: Job) -> str:
                                 for spec in job.keyframes]
         payload["keyframe_strength"] = float(getattr(args, "keyframe_strength", 1.0))
         payload["keyframe_luminance"] = getattr(args, "keyframe_luminance", "video")
+        if getattr(args, "keyframe_hold", "noised") != "noised":  # (absent by default: earlier runs resume)
+            payload["keyframe_hold"] = args.keyframe_hold
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -394,6 +400,7 @@ def pipeline_kwargs(pipe, args: argparse.Namespace) -> dict[str, Any]:
         keep_luminance=not args.raw, vae_chunk_size=args.vae_chunk, progress=not args.quiet,
         keyframe_strength=getattr(args, "keyframe_strength", 1.0),
         keyframe_luminance=getattr(args, "keyframe_luminance", "video"),
+        keyframe_hold=getattr(args, "keyframe_hold", "noised"),
         noise_correlation=float(getattr(args, "noise_correlation", 0.0)),
     )
 

@@ -27,13 +27,16 @@ from .color import is_grey, recombine_luminance, resize
 
 log = logging.getLogger("lc4")
 
-__all__ = ["KEYFRAME_LUMINANCE", "KeyframeSpec", "check_keyframe_options", "check_indices", "hold_steps",
+__all__ = ["KEYFRAME_HOLDS", "KEYFRAME_LUMINANCE", "KeyframeSpec", "check_keyframe_options", "check_indices", "hold_steps",
            "keyframe_specs", "parse_keyframe_arg", "parse_keyframe_args", "load_image", "load_keyframes",
            "keyframe_pixels", "keyframe_latents"]
 
 #: `keyframe_luminance` choices: the video frame's own CIELAB L (default; a reference from another
 #: print still fits) or the keyframe's.
 KEYFRAME_LUMINANCE = ("video", "keyframe")
+#: `keyframe_hold` choices: at the step's noise level (default, replacement conditioning) or clean at
+#: timestep 0 (not in L-C4; `lc4.sampling.HeldFrames.clean_input`).
+KEYFRAME_HOLDS = ("noised", "clean")
 
 
 @dataclass(frozen=True)
@@ -46,14 +49,17 @@ class KeyframeSpec:
 
 
 def check_keyframe_options(strength: Any, luminance: Any, strength_name: str = "keyframe_strength",
-                           luminance_name: str = "keyframe_luminance") -> None:
-    """`strength` a number in [0, 1]; `luminance` one of `KEYFRAME_LUMINANCE`."""
+                           luminance_name: str = "keyframe_luminance", hold: Any = "noised",
+                           hold_name: str = "keyframe_hold") -> None:
+    """`strength` a number in [0, 1]; `luminance` one of `KEYFRAME_LUMINANCE`, `hold` of `KEYFRAME_HOLDS`."""
     if isinstance(strength, bool) or not isinstance(strength, (int, float, np.integer, np.floating)) \
             or not math.isfinite(strength) or not 0 <= strength <= 1:
         raise ValueError(f"{strength_name} must be a number in [0, 1] (the fraction of the denoising steps during "
                          f"which keyframes are held), got {strength!r}")
     if luminance not in KEYFRAME_LUMINANCE:
         raise ValueError(f"unknown {luminance_name} {luminance!r}; choose one of {', '.join(KEYFRAME_LUMINANCE)}")
+    if hold not in KEYFRAME_HOLDS:
+        raise ValueError(f"unknown {hold_name} {hold!r}; choose one of {', '.join(KEYFRAME_HOLDS)}")
 
 
 def hold_steps(strength: float, steps: int) -> int:

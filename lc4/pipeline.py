@@ -234,6 +234,7 @@ class LC4Pipeline:
         keyframes: Any = None,
         keyframe_strength: float = 1.0,
         keyframe_luminance: str = "video",
+        keyframe_hold: str = "noised",
         noise_correlation: float = 0.0,
     ) -> Iterator[np.ndarray]:
         """Colorize and yield output frames chunk by chunk (uint8 RGB (n, H, W, 3)).
@@ -253,7 +254,9 @@ class LC4Pipeline:
         round(`keyframe_strength` · steps) steps (1.0: all of them, and the frame ends with the
         keyframe's colours; 0: keyframes are ignored). `keyframe_luminance`: `video` (default) encodes
         the keyframe's CIELAB (a, b) with the video frame's own L, `keyframe` the keyframe as it is.
-        Needs a scheduler with `add_noise`.
+        `keyframe_hold`: `noised` (default) holds a keyframe at the step's noise level; `clean` shows
+        it clean at timestep 0 while held (not in L-C4: what a model trained with a cleaner context
+        frame reads; `lc4.sampling.HeldFrames`). Needs a scheduler with `add_noise`.
         noise_correlation ρ in [0, 1]: the initial noise of every frame is sqrt(ρ)·(one draw shared by
         the whole video) + sqrt(1 − ρ)·(its own draw) (`lc4.sampling.initial_noise`); 0 (default) is
         the paper's i.i.d. noise. Higher ρ keeps colours the sentence leaves open the same across
@@ -266,7 +269,7 @@ class LC4Pipeline:
                        factor=model.vae_scale_factor, steps=num_inference_steps, guidance_scale=guidance_scale,
                        clips_per_chunk=clips_per_chunk, vae_chunk_size=vae_chunk_size,
                        memory_budget_frames=memory_budget_frames, max_interval=max_interval)
-        check_keyframe_options(keyframe_strength, keyframe_luminance)
+        check_keyframe_options(keyframe_strength, keyframe_luminance, hold=keyframe_hold)
         check_noise_correlation(noise_correlation)
         specs = keyframe_specs(keyframes)
         held_steps = hold_steps(float(keyframe_strength), num_inference_steps) if specs else 0
@@ -325,9 +328,11 @@ class LC4Pipeline:
         if known is not None:  # one noise draw per held frame, after the initial latents
             indices, clean = known
             noise = torch.randn(clean.shape, generator=generator, dtype=torch.float32, device=generator.device)
-            held = HeldFrames(indices.to(state), clean.to(state), noise.to(state), held_steps)
+            held = HeldFrames(indices.to(state), clean.to(state), noise.to(state), held_steps,
+                              clean_input=keyframe_hold == "clean")
             if progress:
-                log.info("keyframes: %d frame(s) held during %d of %d steps", len(indices), held_steps,
+                log.info("keyframes: %d frame(s) held %s during %d of %d steps", len(indices),
+                         "clean" if held.clean_input else "at the step's noise level", held_steps,
                          num_inference_steps)
         start = 0
         if resume_latents is not None:

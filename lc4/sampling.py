@@ -8,9 +8,10 @@ memory depends on the chunk size, not on the video's length.
 
 `sample_latents` runs the scheduler loop; with `HeldFrames` it also holds known frames (colour
 keyframes, `lc4.keyframes`) at the scheduler's noise level for the current step ("replacement
-conditioning", as in diffusion inpainting, here across time). The replacement acts on the per-frame
-latent state, so it is the same for every fusion mode; TDA and CCF carry the held frames' colour to
-the frames around them.
+conditioning", as in diffusion inpainting, here across time), or clean, shown to the model at
+timestep 0 (`HeldFrames.clean_input`, not in L-C4: a noised keyframe tells the other frames no more
+than a noisy frame does). The replacement acts on the per-frame latent state, so it is the same for
+every fusion mode; TDA and CCF carry the held frames' colour to the frames around them.
 """
 
 from __future__ import annotations
@@ -72,6 +73,7 @@ def fused_noise_prediction(
     The per-frame state (`latents`, `cond.lum_moments`, the fusion sums) stays on `latents.device`;
     only each chunk's clips travel to the UNet's device, so bounded mode can keep a film's state in
     host memory while the accelerator holds one chunk. `cond.text` lives on the UNet's device.
+    `timestep` is one value, or one per frame (T,) (held clean keyframes at 0).
     """
     g = cond.branches
     state, unet_device = latents.device, model.unet.device
@@ -79,6 +81,7 @@ def fused_noise_prediction(
     chunks = [slice(0, layout.n_clips)] if exact else list(layout.chunks(max_clips))
     n_frames = layout.clip_frames
     t = timestep.to(unet_device) if isinstance(timestep, torch.Tensor) else timestep
+    per_frame = isinstance(t, torch.Tensor) and t.ndim == 1
     # feature fusion only matters where clips overlap (each frame in one clip: fusing is the identity)
     fuse_features = exact and layout.fuses_features and layout.frame_evaluations > layout.num_frames
     for sl in chunks:
@@ -89,8 +92,9 @@ def fused_noise_prediction(
         lum = cond.lum_moments[flat].to(unet_device).repeat(g, 1, 1, 1)
         text = rearrange(cond.text[:, cond.frame_prompt[flat].to(cond.text.device)], "g n t d -> (g n) t d")
         fuser = _clip_fuser(layout, g, k) if fuse_features else None
+        t_chunk = t[flat.to(unet_device)].repeat(g) if per_frame else t
         with model.unet.temporal_fusion(fuser):
-            eps = model.unet(x.to(model.unet.dtype), t, text.to(unet_device, model.unet.dtype),
+            eps = model.unet(x.to(model.unet.dtype), t_chunk, text.to(unet_device, model.unet.dtype),
                              num_frames=n_frames, lum_moments=lum)
         eps = rearrange(eps.float().to(state), "(g k f) c h w -> g k f c h w", g=g, k=k)
         weights = layout.weights[sl].to(state)
@@ -117,12 +121,16 @@ class HeldFrames:
     forward-diffusion path). Before step i < `steps` a held frame's latent is
     `scheduler.add_noise(clean, noise, timesteps[i])`; when every step is held, the loop ends with
     the clean latents themselves. `steps = 0` holds nothing (the run is the same as without).
+    `clean_input`: during the held steps the frames are their clean latents instead, and the model
+    sees them at timestep 0 (per-frame timesteps); after the last held step they rejoin the forward
+    process at the next step's noise level.
     """
 
     indices: torch.Tensor
     clean: torch.Tensor
     noise: torch.Tensor
     steps: int
+    clean_input: bool = False
 
     def __post_init__(self) -> None:
         k = self.indices.shape[0]
@@ -142,6 +150,15 @@ class HeldFrames:
         clean = self.clean.to(torch.float32)
         t = torch.as_tensor(timestep, device=clean.device).reshape(1).repeat(clean.shape[0])
         return scheduler.add_noise(clean, self.noise.to(clean), t)
+
+    def before_step(self, scheduler, step: int) -> torch.Tensor:
+        """The held frames' latents during step `step` (< `steps`): noised to its level, or clean."""
+        return self.clean.to(torch.float32) if self.clean_input else self.noisy(scheduler, scheduler.timesteps[step])
+
+    def frame_timesteps(self, timestep: torch.Tensor, frames: int) -> torch.Tensor:
+        """(frames,) timesteps: `timestep` for every frame, 0 for the held ones (`clean_input`)."""
+        t = torch.as_tensor(timestep).reshape(()).repeat(frames)
+        return t.index_fill(0, self.indices.to(t.device), 0)
 
 
 def check_add_noise(scheduler) -> None:
@@ -207,10 +224,11 @@ def sample_latents(
     `start_step` skips the first steps (resuming a saved run: `latents` are then the latents after
     step `start_step - 1`; `start_step == len(timesteps)` runs no step). `callback(i, t, latents)`
     is called after every step. NaN/Inf latents raise `FloatingPointError` at once.
-    `held`: frames held at the current step's noise level before each of the first `held.steps`
-    steps (set before the first step, and after each step for the next one; with every step held the
-    loop ends with their clean latents); the callback sees the latents after the replacement, so a
-    resumed run continues exactly. A scheduler without `add_noise` raises `ValueError`.
+    `held`: frames held at the current step's noise level (or clean, `held.clean_input`: then
+    `denoise` gets per-frame timesteps (T,)) before each of the first `held.steps` steps (set before
+    the first step, and after each step for the next one; with every step held the loop ends with
+    their clean latents); the callback sees the latents after the replacement, so a resumed run
+    continues exactly. A scheduler without `add_noise` raises `ValueError`.
     """
     timesteps = scheduler.timesteps
     if isinstance(start_step, bool) or not isinstance(start_step, int) or not 0 <= start_step <= len(timesteps):
@@ -222,14 +240,21 @@ def sample_latents(
     if hold:
         check_add_noise(scheduler)
     if start_step < hold:  # (a resumed run's latents already hold them: the same values again)
-        latents = held.put(latents, held.noisy(scheduler, timesteps[start_step]))
+        latents = held.put(latents, held.before_step(scheduler, start_step))
     remaining = timesteps[start_step:]
     bar = tqdm(remaining, desc="denoising", disable=not progress, initial=start_step, total=n)
     for i, t in enumerate(bar, start=start_step):
-        eps = denoise(scheduler.scale_model_input(latents, t), t)
+        model_input = scheduler.scale_model_input(latents, t)
+        if i < hold and held.clean_input:  # clean frames at timestep 0: no input scaling (σ_0 ≈ 0)
+            eps = denoise(held.put(model_input, held.clean), held.frame_timesteps(t, latents.shape[0]))
+        else:
+            eps = denoise(model_input, t)
+        del model_input
         latents = scheduler.step(eps.to(latents.dtype), t, latents, **step_kwargs).prev_sample
         del eps  # not alive during the next step's UNet calls: one latent-sized buffer less at the peak
-        if i + 1 < hold:  # held at the next step's noise level
+        if i + 1 < hold:  # held during the next step
+            latents = held.put(latents, held.before_step(scheduler, i + 1))
+        elif i + 1 == hold < n and held.clean_input:  # released: back on the forward process
             latents = held.put(latents, held.noisy(scheduler, timesteps[i + 1]))
         elif i + 1 == n and hold == n:  # held to the end: the known clean latents
             latents = held.put(latents, held.clean)

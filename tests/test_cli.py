@@ -683,8 +683,9 @@ def test_keyframe_run_holds_the_frame_and_keys_the_resume_state(tmp_path, media)
     plain, keyed = key(), key("--keyframe", f"5:{ref}")
     assert len({plain, keyed, key("--keyframe", f"4:{ref}"), key("--keyframe", f"5:{ref}", "--keyframe-strength",
                                                                  "0.5"),
-                key("--keyframe", f"5:{ref}", "--keyframe-luminance", "keyframe")}) == 5
-    assert key("--keyframe", f"5:{ref}") == keyed
+                key("--keyframe", f"5:{ref}", "--keyframe-luminance", "keyframe"),
+                key("--keyframe", f"5:{ref}", "--keyframe-hold", "clean")}) == 6
+    assert key("--keyframe", f"5:{ref}") == keyed == key("--keyframe", f"5:{ref}", "--keyframe-hold", "noised")
     assert key("--noise-correlation", "0") == plain != key("--noise-correlation", "0.5")  # shared noise: another job
     Image.fromarray(colour_frame(64, 96)[::-1]).save(ref)  # the same path, another picture: another job
     assert key("--keyframe", f"5:{ref}") != keyed

@@ -24,6 +24,7 @@ from lc4.colorize_cli import DEMO_MODEL
 from lc4.keyframes import (check_indices, hold_steps, keyframe_latents, keyframe_pixels, keyframe_specs, load_image,
                            parse_keyframe_arg, parse_keyframe_args)
 from lc4.pipeline import LC4Pipeline, working_grey
+from lc4.prompts import parse_prompt_schedule
 from lc4.sampling import HeldFrames, sample_latents
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -109,6 +110,57 @@ def test_held_frames_follow_the_forward_process_and_end_clean(pipe):
         assert torch.equal(out[[0, 2, 3, 5]], free[[0, 2, 3, 5]])  # this ε-model treats frames apart
 
 
+@pytest.mark.parametrize("hold", [5, 2])
+def test_clean_held_frames_are_shown_clean_at_timestep_0_then_rejoin_the_forward_process(pipe, hold):
+    """`clean_input`: while held, the model sees the clean latents with timestep 0 for them (the others at the
+    step's timestep); released before the end, they rejoin the forward process at the next step's level."""
+    sched = ddim(pipe, 5)
+    gen = torch.Generator().manual_seed(1)
+    start = torch.randn(6, 4, 2, 2, generator=gen)
+    clean, noise = torch.randn(2, 4, 2, 2, generator=gen), torch.randn(2, 4, 2, 2, generator=gen)
+    idx, others = torch.tensor([1, 4]), [0, 2, 3, 5]
+    calls, seen = [], []
+
+    def denoise(x, t):
+        calls.append((x.clone(), torch.as_tensor(t).clone()))
+        return 0.3 * x
+
+    sample_latents(denoise, start, sched, progress=False, held=HeldFrames(idx, clean, noise, hold, clean_input=True),
+                   callback=lambda i, t, z: seen.append(z.clone()))
+    ts = sched.timesteps
+    for i, (x, t) in enumerate(calls):
+        if i < hold:
+            assert torch.equal(x[idx], clean) and t.shape == (6,)
+            assert t[idx].tolist() == [0, 0] and (t[others] == ts[i]).all()
+        else:
+            assert t.ndim == 0 and t == ts[i]
+    if hold < len(ts):
+        assert torch.equal(seen[hold - 1][idx], sched.add_noise(clean, noise, ts[hold].repeat(2)))
+    else:
+        assert torch.equal(seen[-1][idx], clean)
+
+
+def test_one_timestep_per_frame_equals_one_timestep_for_all(pipe):
+    """fused_noise_prediction with (T,) equal timesteps gives exactly the scalar timestep's ε, in every mode;
+    a frame given timestep 0 changes its own ε."""
+    from lc4.sampling import fused_noise_prediction
+
+    grey = to_grey(colour_video(12))
+    cond = pipe._conditioning(working_grey(grey, (32, 32)), parse_prompt_schedule(PROMPT, 12), "", 4.5, 8,
+                              torch.device("cpu"))
+    layout = ccf.make_layout(12, pipe.model.config.num_frames, mode="skip", weighting="distance")
+    z = torch.randn(12, 4, 4, 4, generator=torch.Generator().manual_seed(0))
+    t = torch.tensor(600)
+    with torch.no_grad():
+        for exact in (True, False):
+            one = fused_noise_prediction(pipe.model, z, t, cond, layout, exact=exact)
+            each = fused_noise_prediction(pipe.model, z, t.repeat(12), cond, layout, exact=exact)
+            assert torch.equal(one, each), exact
+            zero = fused_noise_prediction(pipe.model, z, t.repeat(12).index_fill(0, torch.tensor([3]), 0), cond,
+                                          layout, exact=exact)
+            assert not torch.allclose(zero[:, 3], one[:, 3])
+
+
 def test_hold_steps_is_the_rounded_fraction_of_the_steps():
     assert [hold_steps(s, 5) for s in (0, 0.09, 0.1, 0.4, 0.5, 0.7, 1.0)] == [0, 0, 1, 2, 3, 4, 5]
     assert hold_steps(1.0, 50) == 50 and hold_steps(0.01, 50) == 1
@@ -143,6 +195,10 @@ def test_held_frames_end_on_their_clean_latents_in_every_fusion_mode(pipe):
         frames, seen = run(pipe, grey, fusion=fusion, keyframes=keys)
         assert torch.equal(seen[-1][[0, 11]], clean), fusion
         outputs[fusion] = frames
+        clean_frames, seen = run(pipe, grey, fusion=fusion, keyframes=keys, keyframe_hold="clean")
+        assert torch.equal(seen[-1][[0, 11]], clean) and all(torch.equal(z[[0, 11]], clean) for z in seen)
+        assert np.array_equal(clean_frames[[0, 11]], frames[[0, 11]])
+        assert not np.array_equal(clean_frames, frames)  # the other frames see the keyframes otherwise
     # the held frames decode from the same latents: the same output in every mode
     for fusion in ("bounded", "none"):
         assert np.array_equal(outputs[fusion][[0, 11]], outputs["exact"][[0, 11]])
@@ -263,6 +319,7 @@ def test_keyframe_luminance_video_keeps_the_frames_l_and_the_keyframes_chroma():
         ("IMAGE", {}, ValueError, r"keyframes must map frame numbers to images"),
         ({0: "IMAGE"}, {"keyframe_strength": 1.5}, ValueError, r"keyframe_strength must be a number in \[0, 1\]"),
         ({0: "IMAGE"}, {"keyframe_luminance": "print"}, ValueError, r"unknown keyframe_luminance 'print'"),
+        ({0: "IMAGE"}, {"keyframe_hold": "frozen"}, ValueError, r"unknown keyframe_hold 'frozen'"),
     ],
 )
 def test_bad_keyframes_raise_one_clear_error_before_decoding(pipe, tmp_path, monkeypatch, keyframes, options, error,

@@ -102,7 +102,8 @@ def test_stage0_reconstruction_trains_decoder_skips():
 
 @pytest.mark.parametrize("position_bias", [False, True])
 def test_save_pretrained_round_trip_gives_identical_outputs(tiny, tmp_path, position_bias):
-    model = LC4Model.from_config(LC4Config.tiny(temporal={"alpha": 2.0, "position_bias": position_bias}), seed=3).eval()
+    temporal = {"alpha": 2.0, "position_bias": position_bias, "position_bias_sigma": [0.5, 2.0]}
+    model = LC4Model.from_config(LC4Config.tiny(temporal=temporal), seed=3).eval()
     for p in list(model.unet.temporal_layers.parameters()) + list(model.cmpf.parameters()):
         torch.nn.init.normal_(p, std=0.05)
     out = model.save_pretrained(tmp_path / "model")
@@ -113,6 +114,7 @@ def test_save_pretrained_round_trip_gives_identical_outputs(tiny, tmp_path, posi
     again = LC4Model.from_pretrained(out).eval()
     assert again.config.temporal.alpha == 2.0
     assert again.config.temporal.position_bias == again.unet.config.tda_position_bias == position_bias
+    assert tuple(again.config.temporal.position_bias_sigma) == tuple(again.unet.config.tda_position_bias_sigma) == (0.5, 2.0)
     rgb, lum = _features(model, _clip())
     with torch.no_grad():
         a_text, b_text = model.encode_prompt([PROMPT]), again.encode_prompt([PROMPT])

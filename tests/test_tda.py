@@ -10,6 +10,7 @@ from einops import rearrange
 from lc4.models.tda import (
     ClipGeometry,
     DeformableSampler,
+    DistanceBias,
     FixedTemporalAttention,
     TemporalConv3d,
     TemporalDeformableAttention,
@@ -204,6 +205,18 @@ def test_position_bias_and_padding_are_checked():
         LC4Config.from_dict({"base": "tiny", "temporal": {"position_bias": "yes"}}).validate()
     with pytest.raises(ValueError, match="temporal.padding"):
         LC4Config.from_dict({"base": "tiny", "temporal": {"padding": "wrap"}}).validate()
+    for bad in ([2.0, 1.0], [0.0, 1.0], [1.0], "wide", [1.0, float("nan")], [True, 2.0]):
+        with pytest.raises(ValueError, match="temporal.position_bias_sigma"):
+            LC4Config.from_dict({"base": "tiny", "temporal": {"position_bias_sigma": bad}}).validate()
+
+
+def test_position_bias_sigma_sets_the_heads_start_widths():
+    """`position_bias_sigma` = (low, high) compressed cells, log-spaced over the heads, × the spatial stride."""
+    narrow = TemporalDeformableAttention(8, 4, 4, spatial_stride=1, temporal_stride=1, position_bias=True,
+                                         position_bias_sigma=(0.5, 1.0))
+    assert torch.allclose(narrow.distance_bias.log_sigma.exp()[:, 0], torch.tensor([0.5, 0.63, 0.794, 1.0]), atol=1e-3)
+    strided = DistanceBias(2, spatial_stride=2, sigma=(3.0, 3.0))
+    assert torch.allclose(strided.log_sigma.exp()[:, 0], torch.full((2,), 6.0))
 
 
 def test_tda_mixes_frames_but_fixed_attention_stays_at_its_location():

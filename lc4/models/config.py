@@ -28,6 +28,7 @@ class TemporalConfig:
     temporal_stride: int = 2  # N^rt
     position_bias: bool = False  # TDA only: a learned query–sampling-point distance bias (not in L-C4)
     padding: str = "zeros"  # TDA only: what a point outside the clip reads: zeros (eq. 2) | border (not in L-C4)
+    position_bias_sigma: tuple = (1.0, 16.0)  # TDA only: the bias heads' spatial widths at start (compressed cells)
 
 
 @dataclass
@@ -141,6 +142,7 @@ class LC4Config:
         check_int(t.temporal_stride, "temporal.temporal_stride", minimum=1)
         check_bool(t.position_bias, "temporal.position_bias")
         check_padding(t.padding, "temporal.padding")
+        check_bias_sigma(t.position_bias_sigma, "temporal.position_bias_sigma")
         check_bool(c.enabled, "cmpf.enabled")
         check_int(c.num_blocks, "cmpf.num_blocks", minimum=0)
         check_int(c.heads, "cmpf.heads", minimum=1)
@@ -218,6 +220,13 @@ def check_padding(value: Any, field: str) -> str:
     if value not in SAMPLE_PADDINGS:
         raise ValueError(f"{field}: must be one of {', '.join(SAMPLE_PADDINGS)}; got {value!r}")
     return value
+
+
+def check_bias_sigma(value: Any, field: str) -> tuple[float, float]:
+    """The TDA distance bias's spatial widths at start: two numbers 0 < low <= high."""
+    from .tda import check_sigma_range
+
+    return check_sigma_range(value, field)
 
 
 def check_temporal_kind(kind: Any, field: str = "temporal_module") -> str:
@@ -340,6 +349,7 @@ def check_lc4_unet_config(cfg: Any, where: str = "unet") -> None:
     check_int(cfg.get("tda_temporal_stride", 2), f"{where}.tda_temporal_stride", 1)
     check_bool(cfg.get("tda_position_bias", False), f"{where}.tda_position_bias")
     check_padding(cfg.get("tda_padding", "zeros"), f"{where}.tda_padding")
+    check_bias_sigma(cfg.get("tda_position_bias_sigma", (1.0, 16.0)), f"{where}.tda_position_bias_sigma")
     check_int(cfg.get("lum_channels", 8), f"{where}.lum_channels", 1)
     check_int(cfg.get("lum_feature_channels", 0), f"{where}.lum_feature_channels", 0)
     check_bool(cfg.get("phrase_values", False), f"{where}.phrase_values")

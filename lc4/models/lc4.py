@@ -90,7 +90,7 @@ class LC4Model(nn.Module):
         lc4_unet = LC4UNet.from_unet(
             unet, temporal_module=t.kind, tda_alpha=t.alpha, tda_spatial_stride=t.spatial_stride,
             tda_temporal_stride=t.temporal_stride, tda_position_bias=t.position_bias,
-            tda_padding=t.padding, lum_channels=2 * vae.config.latent_channels,
+            tda_padding=t.padding, tda_position_bias_sigma=tuple(t.position_bias_sigma), lum_channels=2 * vae.config.latent_channels,
             lum_feature_channels=vae.config.block_out_channels[-1] if config.lum_features_to_unet else 0,
             phrase_values=config.phrase_values,
         )

@@ -134,17 +134,32 @@ class DeformableSampler(nn.Module):
         return trilinear_sample(x, self.points(x, offsets), self.padding)
 
 
+def check_sigma_range(sigma: object, field: str = "position_bias_sigma") -> tuple[float, float]:
+    """Two finite numbers 0 < low <= high: the distance bias's spatial widths at start, in compressed cells."""
+    ok = (isinstance(sigma, (tuple, list)) and len(sigma) == 2
+          and all(isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v) and v > 0 for v in sigma)
+          and sigma[0] <= sigma[1])
+    if not ok:
+        raise ValueError(f"{field} must be two numbers 0 < low <= high (compressed cells); got {sigma!r}")
+    return float(sigma[0]), float(sigma[1])
+
+
 class DistanceBias(nn.Module):
     """Per-head Gaussian logit bias −Δxy²/2σ_s² − Δt²/2σ_t² between queries and sampling points.
 
-    The widths are learned (log σ). At start the heads span σ_s = 1 … 16 compressed cells, from "read
-    the same place in the other frames" to "read the whole frame", and σ_t = 4 clip frames for all,
-    so every frame of a clip is read nearly alike. Positions are in feature cells / frames.
+    The widths are learned (log σ). At start the heads span σ_s = `sigma` = (1, 16) compressed cells
+    (log-spaced), from "read the same place in the other frames" to "read the whole frame", and
+    σ_t = 4 clip frames for all, so every frame of a clip is read nearly alike. Positions are in
+    feature cells / frames. A narrow range such as (0.5, 1) starts every head as attention at fixed
+    locations (the "w/o TDA" module's prior), which the deformable points and σ can then widen.
     """
 
-    def __init__(self, heads: int, spatial_stride: int = 2, temporal_stride: int = 2):
+    def __init__(self, heads: int, spatial_stride: int = 2, temporal_stride: int = 2,
+                 sigma: tuple[float, float] = (1.0, 16.0)):
         super().__init__()
-        spatial = spatial_stride * torch.logspace(0, 4, heads, base=2.0)
+        check_sigma_range(sigma)
+        low, high = (math.log2(float(v)) for v in sigma)
+        spatial = spatial_stride * torch.logspace(low, high, heads, base=2.0)
         temporal = torch.full((heads,), 4.0 * temporal_stride)
         self.log_sigma = nn.Parameter(torch.stack([spatial, temporal], dim=-1).log())  # (heads, 2)
 
@@ -172,6 +187,7 @@ class TemporalDeformableAttention(nn.Module):
         alpha: float = 4.0,
         position_bias: bool = False,
         padding: str = "zeros",
+        position_bias_sigma: tuple[float, float] = (1.0, 16.0),
     ):
         super().__init__()
         dim_head = dim_head or dim // heads
@@ -183,7 +199,8 @@ class TemporalDeformableAttention(nn.Module):
         self.to_k = nn.Linear(dim, inner, bias=False)
         self.to_v = nn.Linear(dim, inner, bias=False)
         self.to_out = zero_module(nn.Linear(inner, dim))  # W_h, zero: starts as identity residual
-        self.distance_bias = DistanceBias(heads, spatial_stride, temporal_stride) if position_bias else None
+        self.distance_bias = (DistanceBias(heads, spatial_stride, temporal_stride, tuple(position_bias_sigma))
+                              if position_bias else None)
 
     def forward(self, hidden: torch.Tensor, geometry: ClipGeometry) -> torch.Tensor:
         f, h, w = geometry.num_frames, geometry.height, geometry.width

@@ -52,6 +52,7 @@ class LC4UNet(ModelMixin, ConfigMixin):
         tda_temporal_stride: int = 2,
         tda_position_bias: bool = False,
         tda_padding: str = "zeros",
+        tda_position_bias_sigma: tuple[float, float] = (1.0, 16.0),
         lum_channels: int = 8,
         lum_feature_channels: int = 0,
         phrase_values: bool = False,
@@ -62,6 +63,7 @@ class LC4UNet(ModelMixin, ConfigMixin):
             {"unet_config": unet_config, "temporal_module": temporal_module, "tda_alpha": tda_alpha,
              "tda_spatial_stride": tda_spatial_stride, "tda_temporal_stride": tda_temporal_stride,
              "tda_position_bias": tda_position_bias, "tda_padding": tda_padding,
+             "tda_position_bias_sigma": tda_position_bias_sigma,
              "lum_channels": lum_channels, "lum_feature_channels": lum_feature_channels,
              "phrase_values": phrase_values},
             "LC4UNet",
@@ -92,6 +94,7 @@ class LC4UNet(ModelMixin, ConfigMixin):
                     temporal_module, attn.query_dim, attn.heads, dim_head,
                     alpha=tda_alpha, spatial_stride=tda_spatial_stride, temporal_stride=tda_temporal_stride,
                     position_bias=tda_position_bias, padding=tda_padding,
+                    position_bias_sigma=tuple(tda_position_bias_sigma),
                 )
                 self.temporal_layers.append(layer)
                 self._attach(block, layer)

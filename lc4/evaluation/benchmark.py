@@ -221,10 +221,16 @@ def save_settings(layout: BenchmarkLayout, settings: BenchmarkSettings, prompts:
     text = json.dumps(record, indent=2, ensure_ascii=False) + "\n"
     if layout.settings.is_file() and layout.settings.read_text(encoding="utf-8") == text:
         return
-    layout.root.mkdir(parents=True, exist_ok=True)
-    tmp = layout.settings.with_name(f".{layout.settings.name}.{os.getpid()}.partial")
+    _replace_text(layout.settings, text)
+
+
+def _replace_text(path: Path, text: str) -> None:
+    """Write ``path`` whole through a hidden ``.<name>.<pid>.partial`` and a rename (a killed run's
+    temporary is swept by ``remove_partials``), creating its folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
     tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, layout.settings)
+    os.replace(tmp, path)
 
 
 def is_done(layout: BenchmarkLayout, name: str) -> bool:
@@ -267,25 +273,13 @@ def _append_log(layout: BenchmarkLayout, name: str, record: Mapping[str, Any]) -
     records = read_log(layout, name)
     if any(r.get("id") == record["id"] for r in records):
         return
-    layout.log.mkdir(parents=True, exist_ok=True)
-    path = layout.log / f"{name}.jsonl"
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in [*records, dict(record)]),
-                   encoding="utf-8")
-    os.replace(tmp, path)
+    _replace_text(layout.log / f"{name}.jsonl",
+                  "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in [*records, dict(record)]))
 
 
 def _journal(layout: BenchmarkLayout, name: str) -> Path:
     """Where a result's log record waits between its folder's rename and the log (``log/.<name>.pending.json``)."""
     return layout.log / f".{name}.pending.json"
-
-
-def _write_journal(layout: BenchmarkLayout, record: Mapping[str, Any]) -> None:
-    layout.log.mkdir(parents=True, exist_ok=True)
-    path = _journal(layout, record["sequence"])
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.partial")
-    tmp.write_text(json.dumps(dict(record), ensure_ascii=False), encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def recover_log(layout: BenchmarkLayout) -> list[str]:
@@ -295,7 +289,6 @@ def recover_log(layout: BenchmarkLayout) -> list[str]:
     log after, so a kill between the two leaves the journal: kept if the folder exists (the result
     is done and must keep its record), dropped if not (it will be colorized again).
     """
-    remove_partials(layout.log)
     recovered = []
     for journal in sorted(layout.log.glob(".*.pending.json")) if layout.log.is_dir() else []:
         try:
@@ -346,7 +339,8 @@ class BenchmarkData(pl.LightningDataModule):
         self.todo: list[str] = []
 
     def prepare_data(self) -> None:
-        for stale in remove_partials(self.layout.pred) + remove_partials(self.layout.root):
+        for stale in (remove_partials(self.layout.pred) + remove_partials(self.layout.root)
+                      + remove_partials(self.layout.log)):
             log.info("removed %s (left by an interrupted run)", stale.name)
         for name in recover_log(self.layout):
             log.info("%s: logged the result an interrupted run wrote", name)
@@ -403,7 +397,7 @@ class ColorizeSequences(pl.LightningModule):
         def journal(frames: int) -> None:  # the record exists before the result does (recover_log)
             record.update(frames=frames, seconds=round(time.perf_counter() - start, 3),
                           finished=time.strftime("%Y-%m-%dT%H:%M:%S"))
-            _write_journal(self.layout, record)
+            _replace_text(_journal(self.layout, name), json.dumps(record, ensure_ascii=False))
 
         try:
             frames = write_png_folder(chunks, self.layout.pred / name, before_commit=journal)

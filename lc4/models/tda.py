@@ -157,8 +157,7 @@ class DistanceBias(nn.Module):
     def __init__(self, heads: int, spatial_stride: int = 2, temporal_stride: int = 2,
                  sigma: tuple[float, float] = (1.0, 16.0)):
         super().__init__()
-        check_sigma_range(sigma)
-        low, high = (math.log2(float(v)) for v in sigma)
+        low, high = (math.log2(v) for v in check_sigma_range(sigma))
         spatial = spatial_stride * torch.logspace(low, high, heads, base=2.0)
         temporal = torch.full((heads,), 4.0 * temporal_stride)
         self.log_sigma = nn.Parameter(torch.stack([spatial, temporal], dim=-1).log())  # (heads, 2)
@@ -199,7 +198,7 @@ class TemporalDeformableAttention(nn.Module):
         self.to_k = nn.Linear(dim, inner, bias=False)
         self.to_v = nn.Linear(dim, inner, bias=False)
         self.to_out = zero_module(nn.Linear(inner, dim))  # W_h, zero: starts as identity residual
-        self.distance_bias = (DistanceBias(heads, spatial_stride, temporal_stride, tuple(position_bias_sigma))
+        self.distance_bias = (DistanceBias(heads, spatial_stride, temporal_stride, position_bias_sigma)
                               if position_bias else None)
 
     def forward(self, hidden: torch.Tensor, geometry: ClipGeometry) -> torch.Tensor:

@@ -94,7 +94,7 @@ class LC4UNet(ModelMixin, ConfigMixin):
                     temporal_module, attn.query_dim, attn.heads, dim_head,
                     alpha=tda_alpha, spatial_stride=tda_spatial_stride, temporal_stride=tda_temporal_stride,
                     position_bias=tda_position_bias, padding=tda_padding,
-                    position_bias_sigma=tuple(tda_position_bias_sigma),
+                    position_bias_sigma=tda_position_bias_sigma,
                 )
                 self.temporal_layers.append(layer)
                 self._attach(block, layer)

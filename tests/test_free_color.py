@@ -120,6 +120,9 @@ def test_commitment_rewards_varied_saturated_choices_only():
     assert varied.entropy == pytest.approx(1.0) and varied.commitment == pytest.approx(1.0)
     same = commitment_scores(["red"] * 24, [1.0] * 24)
     assert same.entropy == pytest.approx(0.0) and same.commitment == pytest.approx(0.0)
+    with_grey = commitment_scores(names * 3 + [GREY] * 8, [1.0] * 24 + [0.0] * 8)
+    assert with_grey.entropy == pytest.approx(1.0) and with_grey.grey_share == pytest.approx(0.25)
+    assert commitment_scores([GREY] * 4, [0.0] * 4).entropy == 0.0
     agree = commitment_scores(names * 2, [1.0] * 16, per_seed=[names, names])
     differ = commitment_scores(names * 2, [1.0] * 16, per_seed=[names, names[1:] + names[:1]])
     assert agree.seed_agreement == 1.0 and differ.seed_agreement == 0.0

@@ -3,6 +3,7 @@ held-out benchmark scorer that decides whether a model learned to follow the sen
 
 import argparse
 import importlib.util
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -140,6 +141,7 @@ def test_reconstruction_scores_of_an_untrained_vae_are_poor():
 def load_benchmark(name: str = "ablations"):
     spec = importlib.util.spec_from_file_location(name, ROOT / f"benchmarks/{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 

@@ -16,7 +16,8 @@ and back has changed colour too.
     for pairs inside a clip (what clip-by-clip inference breaks is the seams);
   - the shape's mean chroma over the palette's and its majority label (its "choice").
 * :func:`commitment_scores` – over many videos and sampling seeds: the chroma ratio, the
-  normalised entropy of the choices (0 = always the same colour, 1 = every palette colour alike)
+  normalised entropy of the colours chosen (grey is no colour: 0 = always the same colour or
+  grey, 1 = every palette colour alike)
   and **commitment** = chroma ratio (at most 1) × entropy. A model that paints every unnamed shape
   grey, or always the same colour, scores a flip rate of 0 but a commitment near 0, so flip rates
   are read next to commitment, never alone.
@@ -186,11 +187,12 @@ def commitment_scores(choices: Sequence[str | None], chroma_ratios: Sequence[flo
         raise ValueError(f"palette_size must be >= 2, got {palette_size}")
     made = [c for c in choices if c is not None]
     counts = Counter(made)
-    if made:
-        p = np.array(list(counts.values()), dtype=np.float64) / len(made)
+    coloured = Counter({c: n for c, n in counts.items() if c != GREY})  # grey is no choice of colour
+    if coloured:
+        p = np.array(list(coloured.values()), dtype=np.float64) / sum(coloured.values())
         entropy = float(-(p * np.log(p)).sum() / np.log(palette_size))
     else:
-        entropy = float("nan")
+        entropy = 0.0 if made else float("nan")
     ratios = [r for r in chroma_ratios if np.isfinite(r)]
     chroma = float(np.mean(ratios)) if ratios else float("nan")
     agreement = None

@@ -197,8 +197,8 @@ SETTINGS = {
 
 
 def run_setting(setting: Setting, kind: str, options: dict, seed: int, steps: int, clips: int,
-                base: ToyDenoiser | None = None) -> ToyScores:
-    """Train one toy denoiser in `setting` (on `base` when the setting freezes one) and score it."""
+                base: ToyDenoiser | None = None) -> tuple[ToyScores, ToyDenoiser]:
+    """Train one toy denoiser in `setting` (on `base` when the setting freezes one); its scores and itself."""
     data = {"size": setting.size, "motion": setting.motion}
     if kind == "none" or not setting.frozen_base:
         model = train_toy(ToyDenoiser(kind, **options), steps, seed=seed, named_fraction=setting.named_fraction,
@@ -206,7 +206,7 @@ def run_setting(setting: Setting, kind: str, options: dict, seed: int, steps: in
     else:
         model = train_toy(on_frozen_base(base, kind, **options), steps, seed=seed + 100, only_temporal=True,
                           named_fraction=setting.named_fraction, **data)
-    return toy_scores(model, clips, **data)
+    return toy_scores(model, clips, **data), model
 
 
 def main() -> None:
@@ -230,12 +230,10 @@ def main() -> None:
             kind, options = KINDS[label]
             runs = []
             for seed in args.seeds:
-                if kind == "none" and setting.frozen_base:  # keep the base's weights for the temporal runs
-                    bases[seed] = train_toy(ToyDenoiser("none"), args.steps, seed=seed, size=setting.size,
-                                            motion=setting.motion, named_fraction=setting.named_fraction)
-                    runs.append(toy_scores(bases[seed], args.clips, size=setting.size, motion=setting.motion))
-                else:
-                    runs.append(run_setting(setting, kind, options, seed, args.steps, args.clips, bases.get(seed)))
+                scores, model = run_setting(setting, kind, options, seed, args.steps, args.clips, bases.get(seed))
+                runs.append(scores)
+                if kind == "none":  # the base of this seed's temporal runs when the setting freezes one
+                    bases[seed] = model
             flip, coloured, entropy = (sum(getattr(r, k) for r in runs) / len(runs)
                                        for k in ("flip_rate", "coloured", "entropy"))
             base_flip = flip if base_flip is None else base_flip

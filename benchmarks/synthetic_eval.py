@@ -46,6 +46,9 @@ def main() -> None:
                    help="CCF mode for every colorization here")
     p.add_argument("--noise-correlation", type=float, default=0.0,
                    help="share this much of the initial noise between frames (LC4Pipeline noise_correlation)")
+    p.add_argument("--temporal-guidance", type=float, default=None,
+                   help="scale of the temporal layers' term, the sentence guided with them off (LC4Pipeline "
+                   "temporal_guidance); default: classifier-free guidance through them")
     p.add_argument("--reconstruction", action="store_true",
                    help="only the VAE round trip's accuracy (the ceiling that stage 0 sets)")
     p.add_argument("--json", default=None)
@@ -63,7 +66,8 @@ def main() -> None:
         results["reconstruction"] = reconstruction_scores(pipe.model, args.videos, args.frames, args.size)
     else:
         colorize = pipeline_colorizer(pipe, steps=args.steps, guidance=args.guidance, seed=args.seed,
-                                      fusion=args.fusion, noise_correlation=args.noise_correlation)
+                                      fusion=args.fusion, noise_correlation=args.noise_correlation,
+                                      temporal_guidance=args.temporal_guidance)
         if args.videos > 0:
             results["short"] = evaluate_synthetic(colorize, args.videos, num_frames=args.frames,
                                                   size=args.size).as_dict()

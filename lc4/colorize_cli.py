@@ -74,6 +74,10 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--noise-correlation", type=float, default=0.0,
                    help="0..1: share this much of the initial noise between all frames (0: independent frames, "
                    "as in the paper); higher keeps colours the prompt leaves open the same over the film")
+    p.add_argument("--temporal-guidance", type=float, default=None, metavar="S_T",
+                   help="guide the sentence with the temporal layers off and scale what they add by S_T (0: frames "
+                   "independent, 1: as trained; one UNet pass more per step); default: classifier-free guidance "
+                   "through the temporal layers, as in L-C4")
     p.add_argument("--negative-prompt", default="", help="text of the unconditional branch")
     p.add_argument("--seed", type=int, default=0, help="random seed (same seed = same colours)")
     p.add_argument("--resolution", type=int, default=None,
@@ -136,6 +140,9 @@ def check_options(args: argparse.Namespace) -> None:
     correlation = getattr(args, "noise_correlation", 0.0)
     if not (np.isfinite(correlation) and 0 <= correlation <= 1):
         raise ValueError(f"--noise-correlation must be in [0, 1] (0: independent frames), got {correlation}")
+    temporal = getattr(args, "temporal_guidance", None)
+    if temporal is not None and not (np.isfinite(temporal) and temporal >= 0):
+        raise ValueError(f"--temporal-guidance must be a finite number >= 0, got {temporal}")
     from .keyframes import check_keyframe_options
 
     check_keyframe_options(getattr(args, "keyframe_strength", 1.0), getattr(args, "keyframe_luminance", "video"),
@@ -341,6 +348,8 @@ def job_key(args: argparse.Namespace, job: Job) -> str:
     }
     if getattr(args, "noise_correlation", 0.0):  # (absent at 0, so earlier saved runs still resume)
         payload["noise_correlation"] = float(args.noise_correlation)
+    if getattr(args, "temporal_guidance", None) is not None:  # (absent by default: earlier runs resume)
+        payload["temporal_guidance"] = float(args.temporal_guidance)
     if job.keyframes:  # the images by content: a keyframe edited in place is another job
         payload["keyframes"] = [[spec.index, hashlib.sha256(Path(spec.image).read_bytes()).hexdigest()]
                                 for spec in job.keyframes]
@@ -402,6 +411,7 @@ def pipeline_kwargs(pipe, args: argparse.Namespace) -> dict[str, Any]:
         keyframe_luminance=getattr(args, "keyframe_luminance", "video"),
         keyframe_hold=getattr(args, "keyframe_hold", "noised"),
         noise_correlation=float(getattr(args, "noise_correlation", 0.0)),
+        temporal_guidance=getattr(args, "temporal_guidance", None),
     )
 
 

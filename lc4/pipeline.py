@@ -39,8 +39,8 @@ from .keyframes import (check_indices, check_keyframe_options, hold_steps, keyfr
 from .models.config import LC4Config
 from .models.lc4 import LC4Model
 from .prompts import PromptSchedule, parse_prompt_schedule, truncated_words
-from .sampling import (HeldFrames, VideoConditioning, check_add_noise, check_noise_correlation, fused_noise_prediction,
-                       guided, initial_noise, sample_latents)
+from .sampling import (HeldFrames, VideoConditioning, check_add_noise, check_noise_correlation, check_temporal_guidance,
+                       fused_noise_prediction, guided, initial_noise, sample_latents, temporally_guided)
 
 log = logging.getLogger("lc4")
 
@@ -236,6 +236,7 @@ class LC4Pipeline:
         keyframe_luminance: str = "video",
         keyframe_hold: str = "noised",
         noise_correlation: float = 0.0,
+        temporal_guidance: float | None = None,
     ) -> Iterator[np.ndarray]:
         """Colorize and yield output frames chunk by chunk (uint8 RGB (n, H, W, 3)).
 
@@ -261,6 +262,10 @@ class LC4Pipeline:
         the whole video) + sqrt(1 − ρ)·(its own draw) (`lc4.sampling.initial_noise`); 0 (default) is
         the paper's i.i.d. noise. Higher ρ keeps colours the sentence leaves open the same across
         frames and clips (docs/results.md).
+        temporal_guidance s_T: None (default) is the paper's classifier-free guidance, both branches through
+        the temporal layers; a number >= 0 guides the sentence with the temporal layers off and adds s_T times
+        what they change in the conditional branch (`lc4.sampling.temporally_guided`; one UNet pass more per
+        step).
         Bad options raise `ValueError` before any frame is decoded.
         """
         model, device = self.model, self.device
@@ -271,6 +276,7 @@ class LC4Pipeline:
                        memory_budget_frames=memory_budget_frames, max_interval=max_interval)
         check_keyframe_options(keyframe_strength, keyframe_luminance, hold=keyframe_hold)
         check_noise_correlation(noise_correlation)
+        check_temporal_guidance(temporal_guidance)
         specs = keyframe_specs(keyframes)
         held_steps = hold_steps(float(keyframe_strength), num_inference_steps) if specs else 0
         if held_steps:
@@ -343,8 +349,14 @@ class LC4Pipeline:
             latents = saved.to(state, torch.float32)
 
         def denoise(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            eps = fused_noise_prediction(model, x, t, cond, layout, exact=exact, max_clips=clips_per_chunk)
-            return guided(eps, guidance_scale)
+            if temporal_guidance is None:
+                eps = fused_noise_prediction(model, x, t, cond, layout, exact=exact, max_clips=clips_per_chunk)
+                return guided(eps, guidance_scale)
+            coupled = fused_noise_prediction(model, x, t, cond.conditional(), layout, exact=exact,
+                                             max_clips=clips_per_chunk)
+            with model.unet.frames_independent():
+                independent = fused_noise_prediction(model, x, t, cond, layout, exact=exact, max_clips=clips_per_chunk)
+            return temporally_guided(coupled, independent, guidance_scale, float(temporal_guidance))
 
         latents = sample_latents(denoise, latents, self.scheduler, generator=generator, callback=callback,
                                  progress=progress, start_step=start, held=held)

@@ -46,6 +46,10 @@ class VideoConditioning:
     def branches(self) -> int:
         return self.text.shape[0]
 
+    def conditional(self) -> "VideoConditioning":
+        """The conditional branch alone (the last one)."""
+        return VideoConditioning(self.text[-1:], self.frame_prompt, self.lum_moments)
+
 
 def _clip_fuser(layout: ClipLayout, branches: int, clips: int):
     """Temporal-module hook for exact CCF: fuse each frame's update over all clips that hold it."""
@@ -112,6 +116,21 @@ def guided(eps: torch.Tensor, guidance_scale: float) -> torch.Tensor:
     return uncond + guidance_scale * (text - uncond)
 
 
+def temporally_guided(coupled: torch.Tensor, independent: torch.Tensor, guidance_scale: float,
+                      temporal_scale: float) -> torch.Tensor:
+    """Guidance with one scale for the sentence and one for the temporal layers (not in L-C4).
+
+    `coupled` (1, T, ...) is the conditional ε̂ with the temporal layers on; `independent` (G, T, ...)
+    the [unconditional,] conditional ε̂ with them off (`LC4UNet.frames_independent`). Returns
+    ε̂_u + s·(ε̂_c − ε̂_u) + s_T·(ε̂_c^temporal − ε̂_c), the frame-independent terms guided by the sentence.
+    Classifier-free guidance with both branches through the temporal layers also multiplies by s
+    whatever the temporal layers do differently in the two branches; here the sentence's scale acts
+    on the image model's text term alone and the frames' coupling gets its own scale (s_T = 0: the
+    frames independent; s_T = 1: the coupling as trained, unamplified).
+    """
+    return guided(independent, guidance_scale) + temporal_scale * (coupled[0] - independent[-1])
+
+
 @dataclass
 class HeldFrames:
     """Frames whose clean latents are known, held during the first `steps` denoising steps.
@@ -173,6 +192,15 @@ def check_noise_correlation(correlation: float) -> None:
     """One line for a correlation outside [0, 1] (NaN included)."""
     if isinstance(correlation, bool) or not isinstance(correlation, (int, float)) or not 0.0 <= correlation <= 1.0:
         raise ValueError(f"noise_correlation must be a number in [0, 1] (0: independent frames), got {correlation!r}")
+
+
+def check_temporal_guidance(scale: float | None) -> None:
+    """One line for a temporal guidance scale that is not None or a finite number >= 0."""
+    if scale is None:
+        return
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not (scale >= 0 and scale < float("inf")):
+        raise ValueError(f"temporal_guidance must be a finite number >= 0 (None: classifier-free guidance through "
+                         f"the temporal layers, as in L-C4), got {scale!r}")
 
 
 def initial_noise(shape: tuple[int, ...], generator: torch.Generator, correlation: float = 0.0) -> torch.Tensor:

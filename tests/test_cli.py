@@ -301,6 +301,8 @@ def error_cases(tmp_path_factory, media) -> list[tuple[str, list[str], str]]:
         ("negative guidance", [mp4, "--output", out, *ok, "--guidance", "-1"], r"--guidance must be >= 0 .*got -1"),
         ("noise correlation", [mp4, "--output", out, *ok, "--noise-correlation", "2"],
          r"--noise-correlation must be in \[0, 1\] \(0: independent frames\), got 2"),
+        ("temporal guidance", [mp4, "--output", out, *ok, "--temporal-guidance", "-0.5"],
+         r"--temporal-guidance must be a finite number >= 0, got -0.5"),
         ("avi output", [mp4, "--output", str(d / "o.avi"), *ok], r"cannot write \.avi video; write \.mp4, \.mkv or \.mov"),
         ("unknown suffix", [mp4, "--output", str(d / "o.mp5"), *ok], r"unknown suffix '\.mp5'"),
         # colour keyframes (issue 24)
@@ -687,6 +689,7 @@ def test_keyframe_run_holds_the_frame_and_keys_the_resume_state(tmp_path, media)
                 key("--keyframe", f"5:{ref}", "--keyframe-hold", "clean")}) == 6
     assert key("--keyframe", f"5:{ref}") == keyed == key("--keyframe", f"5:{ref}", "--keyframe-hold", "noised")
     assert key("--noise-correlation", "0") == plain != key("--noise-correlation", "0.5")  # shared noise: another job
+    assert plain != key("--temporal-guidance", "1") != key("--temporal-guidance", "2")  # another guidance: another job
     Image.fromarray(colour_frame(64, 96)[::-1]).save(ref)  # the same path, another picture: another job
     assert key("--keyframe", f"5:{ref}") != keyed
 

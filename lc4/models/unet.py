@@ -85,6 +85,7 @@ class LC4UNet(ModelMixin, ConfigMixin):
                     block.attn2.to_v.register_forward_pre_hook(self._value_input)
         self._geometry: tuple[int, int, int] | None = None  # (frames, latent height, latent width)
         self._fuser: TemporalFuser | None = None
+        self._temporal_on = True
         self.temporal_layers = nn.ModuleList()
         if temporal_module != "none":
             for block in self.transformer_blocks():
@@ -124,6 +125,8 @@ class LC4UNet(ModelMixin, ConfigMixin):
 
         def add_temporal(_module, _args, attn_out):
             h = state.pop("h")
+            if not self._temporal_on:
+                return attn_out
             if h.ndim == 4:  # diffusers squeezes (b, 1, n, c) after attn1; mirror it
                 h = h.squeeze(1)
             geometry = self.clip_geometry(attn_out.shape[1])
@@ -153,6 +156,16 @@ class LC4UNet(ModelMixin, ConfigMixin):
             yield
         finally:
             self._fuser = previous
+
+    @contextlib.contextmanager
+    def frames_independent(self) -> Iterator[None]:
+        """Within the block the temporal layers add nothing: every frame is denoised on its own, as by the
+        image model they were added to (the frame-independent term of `lc4.sampling.temporally_guided`)."""
+        previous, self._temporal_on = self._temporal_on, False
+        try:
+            yield
+        finally:
+            self._temporal_on = previous
 
     def forward(
         self,

@@ -1,0 +1,91 @@
+"""Guidance with its own scale for the temporal layers (`temporal_guidance`, not in L-C4).
+
+Classifier-free guidance runs both branches through the temporal layers, so the guidance scale also
+multiplies what they do differently in the two branches. `temporally_guided` guides the sentence
+with them off and adds the temporal layers' own term at scale s_T.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import lc4
+from lc4.pipeline import LC4Pipeline
+from lc4.sampling import check_temporal_guidance, guided, temporally_guided
+from test_pipeline import colorize, grey_video, perturb_temporal
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def coupled_pipe() -> LC4Pipeline:
+    return perturb_temporal(LC4Pipeline.from_config(lc4.LC4Config.tiny(), seed=0), std=0.2)
+
+
+def test_temporally_guided_is_text_guidance_plus_the_scaled_temporal_term():
+    gen = torch.Generator().manual_seed(0)
+    independent, coupled = torch.randn(2, 5, 4, 8, 8, generator=gen), torch.randn(1, 5, 4, 8, 8, generator=gen)
+    u, c, ct = independent[0], independent[1], coupled[0]
+    assert torch.allclose(temporally_guided(coupled, independent, 3.0, 2.0), u + 3.0 * (c - u) + 2.0 * (ct - c))
+    # no temporal effect (coupled == independent conditional): plain classifier-free guidance, at any s_T
+    assert torch.allclose(temporally_guided(independent[1:], independent, 4.5, 7.0), guided(independent, 4.5))
+    # s_T = 0: the frame-independent model's guidance, whatever the temporal layers predict
+    assert torch.equal(temporally_guided(coupled, independent, 4.5, 0.0), guided(independent, 4.5))
+    # without an unconditional branch (guidance 1): the conditional prediction plus the temporal term
+    assert torch.allclose(temporally_guided(coupled, independent[1:], 1.0, 0.5), c + 0.5 * (ct - c))
+
+
+@torch.no_grad()
+def test_frames_independent_is_the_unet_without_its_temporal_layers(coupled_pipe):
+    unet = coupled_pipe.model.unet
+    gen = torch.Generator().manual_seed(1)
+    x, text = torch.randn(8, 4, 8, 8, generator=gen), torch.randn(8, 77, unet.unet.config.cross_attention_dim,
+                                                                   generator=gen)
+    lum = torch.randn(8, unet.config.lum_channels + unet.config.lum_feature_channels, 8, 8, generator=gen)
+    coupled = unet(x, 500, text, num_frames=4, lum_moments=lum)
+    with unet.frames_independent():
+        off = unet(x, 500, text, num_frames=4, lum_moments=lum)
+    assert unet._temporal_on  # restored on leaving
+    saved = [layer.to_out.weight.clone() for layer in unet.temporal_layers]
+    try:
+        for layer in unet.temporal_layers:
+            layer.to_out.weight.zero_()
+        zeroed = unet(x, 500, text, num_frames=4, lum_moments=lum)
+    finally:
+        for layer, weight in zip(unet.temporal_layers, saved):
+            layer.to_out.weight.copy_(weight)
+    assert torch.allclose(off, zeroed, atol=1e-6)
+    assert (coupled - off).abs().max() > 1e-3  # the perturbed temporal layers do act
+    # each frame alone: frame 0 of a 4-frame clip is the same as frame 0 run as a one-frame clip
+    with unet.frames_independent():
+        single = unet(x[:1], 500, text[:1], num_frames=1, lum_moments=lum[:1])
+    assert torch.allclose(off[:1], single, atol=1e-5)
+
+
+def test_pipeline_temporal_guidance_matches_its_limits(coupled_pipe):
+    """s_T = 0 is the model with its temporal layers zeroed; with zero temporal layers every s_T is CFG."""
+    video = grey_video(8)
+    paper = colorize(coupled_pipe, video, fusion="exact")
+    off = colorize(coupled_pipe, video, fusion="exact", temporal_guidance=0.0)
+    one = colorize(coupled_pipe, video, fusion="exact", temporal_guidance=1.0)
+    strong = colorize(coupled_pipe, video, fusion="exact", temporal_guidance=3.0)
+    plain = LC4Pipeline.from_config(lc4.LC4Config.tiny(), seed=0)  # the same weights, temporal layers at zero
+    image = colorize(plain, video, fusion="exact")
+    assert np.abs(off.astype(int) - image.astype(int)).max() <= 1
+    assert np.abs(colorize(plain, video, fusion="exact", temporal_guidance=2.0).astype(int)
+                  - image.astype(int)).max() <= 1
+    assert len({paper.tobytes(), off.tobytes(), one.tobytes(), strong.tobytes()}) == 4
+    # bounded fusion and no guidance run too, same geometry
+    assert colorize(coupled_pipe, grey_video(12), fusion="bounded", temporal_guidance=1.0,
+                    guidance_scale=1.0).shape == (12, 32, 32, 3)
+
+
+@pytest.mark.parametrize("bad", [-0.5, float("nan"), float("inf"), "1", True])
+def test_bad_temporal_guidance_is_one_line(bad, coupled_pipe):
+    with pytest.raises(ValueError, match=r"^temporal_guidance must be a finite number >= 0 .*got") as err:
+        check_temporal_guidance(bad)
+    assert "\n" not in str(err.value)
+    with pytest.raises(ValueError, match="temporal_guidance must be"):
+        colorize(coupled_pipe, grey_video(4), temporal_guidance=bad)

@@ -138,11 +138,12 @@ def fmt(x: float | None) -> str:
 
 def table(results: dict, args: argparse.Namespace) -> str:
     names = bin_names()
+    tg = "" if args.temporal_guidance is None else f" (temporal {args.temporal_guidance})"
     head = (f"{'setting':<24} {'far':>5} {'bg far':>6} {'all':>5} {'keys':>5} | by distance from the nearest "
             f"keyframe: " + " ".join(f"{n:>6}" for n in names))
     lines = [f"keyframes on {args.videos} held-out long free-colour videos (colors_named='none'), T = {args.frames}, "
              f"far = frames {args.frames // 2}-{args.frames - 1} (keyframes left out), DDIM {args.steps}, "
-             f"guidance {args.guidance}, seed {args.seed}, keyframes held {args.hold}; 2 keyframes = frames "
+             f"guidance {args.guidance}{tg}, seed {args.seed}, keyframes held {args.hold}; 2 keyframes = frames "
              f"{keyframe_frames(2, args.frames, args.second)}; instance accuracy, chance 0.125", head]
     for name, row in results["settings"].items():
         acc = {k: v.get("accuracy", v.get("mean_delta_e_ab")) for k, v in row["scores"].items()}
@@ -220,6 +221,8 @@ def main() -> None:
     p.add_argument("--luminance", default="video", choices=["video", "keyframe"], help="keyframe_luminance")
     p.add_argument("--hold", default="noised", choices=["noised", "clean"],
                    help="keyframe_hold: at the step's noise level, or clean at timestep 0")
+    p.add_argument("--temporal-guidance", type=float, default=None,
+                   help="LC4Pipeline temporal_guidance: the temporal layers' term at its own scale")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--device", default=None, help="cuda, cpu, ... (default: cuda when available)")
     p.add_argument("--json", default=None, help="also write the results here")
@@ -259,7 +262,8 @@ def main() -> None:
             pred = pipe(grey, video.caption, num_inference_steps=args.steps, guidance_scale=args.guidance,
                         seed=args.seed, resolution=args.size, progress=False, fusion=fusion,
                         keyframes={f: video.rgb[f] for f in keys} or None, keyframe_strength=args.strength,
-                        keyframe_luminance=args.luminance, keyframe_hold=args.hold).frames
+                        keyframe_luminance=args.luminance, keyframe_hold=args.hold,
+                        temporal_guidance=args.temporal_guidance).frames
             seconds[name] += time.time() - t0
             score(tallies[name], pred, video, keys, args.frames // 2)
             if k == args.first and fusion == args.ccf_fusion and count in (0, 1):
@@ -270,7 +274,8 @@ def main() -> None:
         "model": args.model, "videos": args.videos, "first": args.first, "frames": args.frames, "size": args.size,
         "steps": args.steps, "guidance": args.guidance, "seed": args.seed, "ccf_fusion": args.ccf_fusion,
         "second_keyframe": keyframe_frames(2, args.frames, args.second)[1], "strength": args.strength,
-        "luminance": args.luminance, "hold": args.hold, "far_frames": [args.frames // 2, args.frames - 1], "bins": bin_names(),
+        "luminance": args.luminance, "hold": args.hold, "temporal_guidance": args.temporal_guidance,
+        "far_frames": [args.frames // 2, args.frames - 1], "bins": bin_names(),
         "settings": {name: {"fusion": settings[name][0], "keyframes": keyframe_frames(settings[name][1], args.frames,
                                                                                       args.second),
                             "seconds": round(seconds[name], 1), "scores": tallies[name].as_dict()}

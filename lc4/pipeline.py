@@ -265,7 +265,7 @@ class LC4Pipeline:
         temporal_guidance s_T: None (default) is the paper's classifier-free guidance, both branches through
         the temporal layers; a number >= 0 guides the sentence with the temporal layers off and adds s_T times
         what they change in the conditional branch (`lc4.sampling.temporally_guided`; one UNet pass more per
-        step).
+        step, none at s_T = 0, which is the model with its temporal layers removed).
         Bad options raise `ValueError` before any frame is decoded.
         """
         model, device = self.model, self.device
@@ -352,10 +352,12 @@ class LC4Pipeline:
             if temporal_guidance is None:
                 eps = fused_noise_prediction(model, x, t, cond, layout, exact=exact, max_clips=clips_per_chunk)
                 return guided(eps, guidance_scale)
-            coupled = fused_noise_prediction(model, x, t, cond.conditional(), layout, exact=exact,
-                                             max_clips=clips_per_chunk)
             with model.unet.frames_independent():
                 independent = fused_noise_prediction(model, x, t, cond, layout, exact=exact, max_clips=clips_per_chunk)
+            if temporal_guidance == 0:  # the frames independent: no coupled pass needed
+                return guided(independent, guidance_scale)
+            coupled = fused_noise_prediction(model, x, t, cond.conditional(), layout, exact=exact,
+                                             max_clips=clips_per_chunk)
             return temporally_guided(coupled, independent, guidance_scale, float(temporal_guidance))
 
         latents = sample_latents(denoise, latents, self.scheduler, generator=generator, callback=callback,

@@ -137,13 +137,11 @@ def check_options(args: argparse.Namespace) -> None:
         raise ValueError(f"--guidance must be a finite number, got {args.guidance}")
     if args.guidance < 0:
         raise ValueError(f"--guidance must be >= 0 (1 turns guidance off; 4.5 is the default), got {args.guidance}")
-    correlation = getattr(args, "noise_correlation", 0.0)
-    if not (np.isfinite(correlation) and 0 <= correlation <= 1):
-        raise ValueError(f"--noise-correlation must be in [0, 1] (0: independent frames), got {correlation}")
-    temporal = getattr(args, "temporal_guidance", None)
-    if temporal is not None and not (np.isfinite(temporal) and temporal >= 0):
-        raise ValueError(f"--temporal-guidance must be a finite number >= 0, got {temporal}")
     from .keyframes import check_keyframe_options
+    from .sampling import check_noise_correlation, check_temporal_guidance
+
+    check_noise_correlation(getattr(args, "noise_correlation", 0.0), "--noise-correlation")
+    check_temporal_guidance(getattr(args, "temporal_guidance", None), "--temporal-guidance")
 
     check_keyframe_options(getattr(args, "keyframe_strength", 1.0), getattr(args, "keyframe_luminance", "video"),
                            "--keyframe-strength", "--keyframe-luminance", getattr(args, "keyframe_hold", "noised"),

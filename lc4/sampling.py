@@ -188,18 +188,18 @@ def check_add_noise(scheduler) -> None:
                          "DDPMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler or another that has it")
 
 
-def check_noise_correlation(correlation: float) -> None:
-    """One line for a correlation outside [0, 1] (NaN included)."""
+def check_noise_correlation(correlation: float, name: str = "noise_correlation") -> None:
+    """One line for a correlation outside [0, 1] (NaN included); `name` is the option as the caller spells it."""
     if isinstance(correlation, bool) or not isinstance(correlation, (int, float)) or not 0.0 <= correlation <= 1.0:
-        raise ValueError(f"noise_correlation must be a number in [0, 1] (0: independent frames), got {correlation!r}")
+        raise ValueError(f"{name} must be a number in [0, 1] (0: independent frames), got {correlation!r}")
 
 
-def check_temporal_guidance(scale: float | None) -> None:
-    """One line for a temporal guidance scale that is not None or a finite number >= 0."""
+def check_temporal_guidance(scale: float | None, name: str = "temporal_guidance") -> None:
+    """One line for a temporal guidance scale that is not None or a finite number >= 0; `name` as in the caller."""
     if scale is None:
         return
     if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not (scale >= 0 and scale < float("inf")):
-        raise ValueError(f"temporal_guidance must be a finite number >= 0 (None: classifier-free guidance through "
+        raise ValueError(f"{name} must be a finite number >= 0 (unset: classifier-free guidance through "
                          f"the temporal layers, as in L-C4), got {scale!r}")
 
 

@@ -300,9 +300,9 @@ def error_cases(tmp_path_factory, media) -> list[tuple[str, list[str], str]]:
         ("no cuda", [mp4, "--output", out, *ok, "--device", "cuda"], "CUDA is not available"),
         ("negative guidance", [mp4, "--output", out, *ok, "--guidance", "-1"], r"--guidance must be >= 0 .*got -1"),
         ("noise correlation", [mp4, "--output", out, *ok, "--noise-correlation", "2"],
-         r"--noise-correlation must be in \[0, 1\] \(0: independent frames\), got 2"),
+         r"--noise-correlation must be a number in \[0, 1\] \(0: independent frames\), got 2.0"),
         ("temporal guidance", [mp4, "--output", out, *ok, "--temporal-guidance", "-0.5"],
-         r"--temporal-guidance must be a finite number >= 0, got -0.5"),
+         r"--temporal-guidance must be a finite number >= 0 \(unset: .*, got -0.5"),
         ("avi output", [mp4, "--output", str(d / "o.avi"), *ok], r"cannot write \.avi video; write \.mp4, \.mkv or \.mov"),
         ("unknown suffix", [mp4, "--output", str(d / "o.mp5"), *ok], r"unknown suffix '\.mp5'"),
         # colour keyframes (issue 24)

@@ -143,7 +143,8 @@ def table(results: dict, args: argparse.Namespace) -> str:
             f"keyframe: " + " ".join(f"{n:>6}" for n in names))
     lines = [f"keyframes on {args.videos} held-out long free-colour videos (colors_named='none'), T = {args.frames}, "
              f"far = frames {args.frames // 2}-{args.frames - 1} (keyframes left out), DDIM {args.steps}, "
-             f"guidance {args.guidance}{tg}, seed {args.seed}, keyframes held {args.hold}; 2 keyframes = frames "
+             f"guidance {args.guidance}{tg}, seed {args.seed}, keyframes held {args.hold}, {args.window} windows; "
+             f"2 keyframes = frames "
              f"{keyframe_frames(2, args.frames, args.second)}; instance accuracy, chance 0.125", head]
     for name, row in results["settings"].items():
         acc = {k: v.get("accuracy", v.get("mean_delta_e_ab")) for k, v in row["scores"].items()}
@@ -212,6 +213,8 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--ccf-fusion", default="exact", choices=["exact", "bounded", "auto"],
                    help="the fusion mode of the CCF rows (the others run clip by clip: fusion none)")
+    p.add_argument("--window", default="skip", choices=["skip", "sliding"],
+                   help="the CCF rows' clip layout: the paper's skip windows, or sliding windows (stride N/2)")
     p.add_argument("--keyframes", type=int, nargs="+", default=[0, 1, 2], choices=[0, 1, 2],
                    help="keyframe counts to run (0 = off)")
     p.add_argument("--second", default="last", choices=["last", "middle"],
@@ -260,7 +263,7 @@ def main() -> None:
             keys = keyframe_frames(count, args.frames, args.second)
             t0 = time.time()
             pred = pipe(grey, video.caption, num_inference_steps=args.steps, guidance_scale=args.guidance,
-                        seed=args.seed, resolution=args.size, progress=False, fusion=fusion,
+                        seed=args.seed, resolution=args.size, progress=False, fusion=fusion, window=args.window,
                         keyframes={f: video.rgb[f] for f in keys} or None, keyframe_strength=args.strength,
                         keyframe_luminance=args.luminance, keyframe_hold=args.hold,
                         temporal_guidance=args.temporal_guidance).frames
@@ -273,7 +276,7 @@ def main() -> None:
     results = {
         "model": args.model, "videos": args.videos, "first": args.first, "frames": args.frames, "size": args.size,
         "steps": args.steps, "guidance": args.guidance, "seed": args.seed, "ccf_fusion": args.ccf_fusion,
-        "second_keyframe": keyframe_frames(2, args.frames, args.second)[1], "strength": args.strength,
+        "window": args.window, "second_keyframe": keyframe_frames(2, args.frames, args.second)[1], "strength": args.strength,
         "luminance": args.luminance, "hold": args.hold, "temporal_guidance": args.temporal_guidance,
         "far_frames": [args.frames // 2, args.frames - 1], "bins": bin_names(),
         "settings": {name: {"fusion": settings[name][0], "keyframes": keyframe_frames(settings[name][1], args.frames,

@@ -12,10 +12,12 @@
 # it, named and free-colour, at guidance 1.5 with the temporal term at its own scale (EVAL_ARGS), does
 # not install it (CMPF is not trained in it). It starts from the shipped image model (RECIPE=image, which
 # rebuilds it from nothing in 60 min; START=scratch runs those stages first and starts from their export):
-#   free     (lc4_stage1_free_image.yaml, 900 one-frame steps, 19 min): half the captions free-colour
-#   tda      (lc4_stage1_tda.yaml, 600 steps on 8-frame clips, 18-26 min): fresh stride-1 TDA layers
+#   free     (lc4_stage1_free_image.yaml, 900 one-frame steps, 19-27 min): half the captions free-colour
+#   tda      (lc4_stage1_tda.yaml, 600 steps on 8-frame clips, 18-37 min): fresh stride-1 TDA layers
 #            trained alone at lr 2e-3, the rest frozen
-#   tda+     (lc4_stage1_tda_more.yaml, 600 steps more at lr 1e-3, 24-31 min)
+#   tda+     (lc4_stage1_tda_more.yaml, 600 steps more at lr 1e-3, 24-36 min)
+#   measured on 2 cores on 2026-12-07: 27 + 37 + 36 = 100 min from the shipped model (the first stage
+#   beside a test run), so about 160 min from nothing: over the 2 hours
 # RECIPE=lc4-joint: the first L-C4 chain (docs/results.md section 1), TDA and CMPF trained jointly:
 #   stage 0  (demo60_stage0.yaml, as above)
 #   stage 1a (lc4_stage1_image.yaml, 2 700 one-frame steps, 49.7 min measured on one thread beside

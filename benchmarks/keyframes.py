@@ -276,7 +276,8 @@ def main() -> None:
     results = {
         "model": args.model, "videos": args.videos, "first": args.first, "frames": args.frames, "size": args.size,
         "steps": args.steps, "guidance": args.guidance, "seed": args.seed, "ccf_fusion": args.ccf_fusion,
-        "window": args.window, "second_keyframe": keyframe_frames(2, args.frames, args.second)[1], "strength": args.strength,
+        "window": args.window, "second_keyframe": keyframe_frames(2, args.frames, args.second)[1],
+        "strength": args.strength,
         "luminance": args.luminance, "hold": args.hold, "temporal_guidance": args.temporal_guidance,
         "far_frames": [args.frames // 2, args.frames - 1], "bins": bin_names(),
         "settings": {name: {"fusion": settings[name][0], "keyframes": keyframe_frames(settings[name][1], args.frames,

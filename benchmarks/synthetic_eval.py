@@ -49,6 +49,8 @@ def main() -> None:
     p.add_argument("--temporal-guidance", type=float, default=None,
                    help="scale of the temporal layers' term, the sentence guided with them off (LC4Pipeline "
                    "temporal_guidance); default: classifier-free guidance through them")
+    p.add_argument("--temporal-gate", type=float, default=None,
+                   help="width of the temporal term's per-pixel gate on the sentence's term (LC4Pipeline temporal_gate)")
     p.add_argument("--reconstruction", action="store_true",
                    help="only the VAE round trip's accuracy (the ceiling that stage 0 sets)")
     p.add_argument("--json", default=None)
@@ -67,7 +69,7 @@ def main() -> None:
     else:
         colorize = pipeline_colorizer(pipe, steps=args.steps, guidance=args.guidance, seed=args.seed,
                                       fusion=args.fusion, noise_correlation=args.noise_correlation,
-                                      temporal_guidance=args.temporal_guidance)
+                                      temporal_guidance=args.temporal_guidance, temporal_gate=args.temporal_gate)
         if args.videos > 0:
             results["short"] = evaluate_synthetic(colorize, args.videos, num_frames=args.frames,
                                                   size=args.size).as_dict()

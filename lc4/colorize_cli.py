@@ -78,6 +78,10 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                    help="guide the sentence with the temporal layers off and scale what they add by S_T (0: frames "
                    "independent, 1: as trained; one UNet pass more per step); default: classifier-free guidance "
                    "through the temporal layers, as in L-C4")
+    p.add_argument("--temporal-gate", type=float, default=None, metavar="WIDTH",
+                   help="with --temporal-guidance: weight its term per pixel by how little the prompt says there "
+                   "(1 / (1 + (r / WIDTH)^4)), so the frames' coupling keeps colours the prompt leaves open and "
+                   "leaves the named ones alone; default: no gate")
     p.add_argument("--negative-prompt", default="", help="text of the unconditional branch")
     p.add_argument("--seed", type=int, default=0, help="random seed (same seed = same colours)")
     p.add_argument("--resolution", type=int, default=None,
@@ -138,10 +142,12 @@ def check_options(args: argparse.Namespace) -> None:
     if args.guidance < 0:
         raise ValueError(f"--guidance must be >= 0 (1 turns guidance off; 4.5 is the default), got {args.guidance}")
     from .keyframes import check_keyframe_options
-    from .sampling import check_noise_correlation, check_temporal_guidance
+    from .sampling import check_noise_correlation, check_temporal_gate, check_temporal_guidance
 
     check_noise_correlation(getattr(args, "noise_correlation", 0.0), "--noise-correlation")
     check_temporal_guidance(getattr(args, "temporal_guidance", None), "--temporal-guidance")
+    check_temporal_gate(getattr(args, "temporal_gate", None), getattr(args, "temporal_guidance", None), args.guidance,
+                        ("--temporal-gate", "--temporal-guidance", "--guidance"))
 
     check_keyframe_options(getattr(args, "keyframe_strength", 1.0), getattr(args, "keyframe_luminance", "video"),
                            "--keyframe-strength", "--keyframe-luminance", getattr(args, "keyframe_hold", "noised"),
@@ -348,6 +354,8 @@ def job_key(args: argparse.Namespace, job: Job) -> str:
         payload["noise_correlation"] = float(args.noise_correlation)
     if getattr(args, "temporal_guidance", None) is not None:  # (absent by default: earlier runs resume)
         payload["temporal_guidance"] = float(args.temporal_guidance)
+    if getattr(args, "temporal_gate", None) is not None:
+        payload["temporal_gate"] = float(args.temporal_gate)
     if job.keyframes:  # the images by content: a keyframe edited in place is another job
         payload["keyframes"] = [[spec.index, hashlib.sha256(Path(spec.image).read_bytes()).hexdigest()]
                                 for spec in job.keyframes]
@@ -410,6 +418,7 @@ def pipeline_kwargs(pipe, args: argparse.Namespace) -> dict[str, Any]:
         keyframe_hold=getattr(args, "keyframe_hold", "noised"),
         noise_correlation=float(getattr(args, "noise_correlation", 0.0)),
         temporal_guidance=getattr(args, "temporal_guidance", None),
+        temporal_gate=getattr(args, "temporal_gate", None),
     )
 
 

@@ -39,8 +39,8 @@ from .keyframes import (check_indices, check_keyframe_options, hold_steps, keyfr
 from .models.config import LC4Config
 from .models.lc4 import LC4Model
 from .prompts import PromptSchedule, parse_prompt_schedule, truncated_words
-from .sampling import (HeldFrames, VideoConditioning, check_add_noise, check_noise_correlation, check_temporal_guidance,
-                       fused_noise_prediction, guided, initial_noise, sample_latents, temporally_guided)
+from .sampling import (HeldFrames, VideoConditioning, check_add_noise, check_noise_correlation, check_temporal_gate,
+                       check_temporal_guidance, fused_noise_prediction, guided, initial_noise, sample_latents, temporally_guided)
 
 log = logging.getLogger("lc4")
 
@@ -237,6 +237,7 @@ class LC4Pipeline:
         keyframe_hold: str = "noised",
         noise_correlation: float = 0.0,
         temporal_guidance: float | None = None,
+        temporal_gate: float | None = None,
     ) -> Iterator[np.ndarray]:
         """Colorize and yield output frames chunk by chunk (uint8 RGB (n, H, W, 3)).
 
@@ -266,6 +267,10 @@ class LC4Pipeline:
         the temporal layers; a number >= 0 guides the sentence with the temporal layers off and adds s_T times
         what they change in the conditional branch (`lc4.sampling.temporally_guided`; one UNet pass more per
         step, none at s_T = 0, which is the model with its temporal layers removed).
+        temporal_gate: a width w > 0 weights that term per pixel by 1 / (1 + (r / w)^4), r the size of
+        the sentence's own term there (`lc4.sampling.sentence_gate`): the coupling acts on the colours
+        the sentence leaves open and not against those it names (not in L-C4; needs temporal_guidance
+        and guidance_scale != 1). None (default): no gate.
         Bad options raise `ValueError` before any frame is decoded.
         """
         model, device = self.model, self.device
@@ -277,6 +282,7 @@ class LC4Pipeline:
         check_keyframe_options(keyframe_strength, keyframe_luminance, hold=keyframe_hold)
         check_noise_correlation(noise_correlation)
         check_temporal_guidance(temporal_guidance)
+        check_temporal_gate(temporal_gate, temporal_guidance, guidance_scale)
         specs = keyframe_specs(keyframes)
         held_steps = hold_steps(float(keyframe_strength), num_inference_steps) if specs else 0
         if held_steps:
@@ -358,7 +364,7 @@ class LC4Pipeline:
                 return guided(independent, guidance_scale)
             coupled = fused_noise_prediction(model, x, t, cond.conditional(), layout, exact=exact,
                                              max_clips=clips_per_chunk)
-            return temporally_guided(coupled, independent, guidance_scale, float(temporal_guidance))
+            return temporally_guided(coupled, independent, guidance_scale, float(temporal_guidance), temporal_gate)
 
         latents = sample_latents(denoise, latents, self.scheduler, generator=generator, callback=callback,
                                  progress=progress, start_step=start, held=held)

@@ -116,8 +116,20 @@ def guided(eps: torch.Tensor, guidance_scale: float) -> torch.Tensor:
     return uncond + guidance_scale * (text - uncond)
 
 
+def sentence_gate(independent: torch.Tensor, width: float) -> torch.Tensor:
+    """Per-pixel weight in (0, 1] that leaves the temporal term where the sentence says little.
+
+    `independent` (2, T, c, h, w) holds the unconditional and conditional ε̂ with the temporal layers
+    off; r = the RMS over channels of their difference (the sentence's own term, before its scale).
+    Returns 1 / (1 + (r / width)^4), (T, 1, h, w): about 1 where r ≪ width (colours the sentence leaves
+    open), about 0 where r ≫ width (the regions whose colours it names). Not in L-C4 (docs/decisions.md).
+    """
+    r = (independent[1] - independent[0]).float().pow(2).mean(dim=1, keepdim=True).sqrt()
+    return 1.0 / (1.0 + (r / width) ** 4)
+
+
 def temporally_guided(coupled: torch.Tensor, independent: torch.Tensor, guidance_scale: float,
-                      temporal_scale: float) -> torch.Tensor:
+                      temporal_scale: float, gate_width: float | None = None) -> torch.Tensor:
     """Guidance with one scale for the sentence and one for the temporal layers (not in L-C4).
 
     `coupled` (1, T, ...) is the conditional ε̂ with the temporal layers on; `independent` (G, T, ...)
@@ -126,9 +138,16 @@ def temporally_guided(coupled: torch.Tensor, independent: torch.Tensor, guidance
     Classifier-free guidance with both branches through the temporal layers also multiplies by s
     whatever the temporal layers do differently in the two branches; here the sentence's scale acts
     on the image model's text term alone and the frames' coupling gets its own scale (s_T = 0: the
-    frames independent; s_T = 1: the coupling as trained, unamplified).
+    frames independent; s_T = 1: the coupling as trained, unamplified). `gate_width` weights the
+    temporal term per pixel by `sentence_gate` (None: everywhere in full), so that it acts on what the
+    sentence leaves open and not against the colours it names.
     """
-    return guided(independent, guidance_scale) + temporal_scale * (coupled[0] - independent[-1])
+    term = coupled[0] - independent[-1]
+    if gate_width is not None:
+        if independent.shape[0] < 2:
+            raise ValueError("temporal_gate needs the unconditional branch: use guidance_scale != 1")
+        term = term * sentence_gate(independent, gate_width).to(term)
+    return guided(independent, guidance_scale) + temporal_scale * term
 
 
 @dataclass
@@ -201,6 +220,19 @@ def check_temporal_guidance(scale: float | None, name: str = "temporal_guidance"
     if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not (scale >= 0 and scale < float("inf")):
         raise ValueError(f"{name} must be a finite number >= 0 (unset: classifier-free guidance through "
                          f"the temporal layers, as in L-C4), got {scale!r}")
+
+
+def check_temporal_gate(width: float | None, temporal_guidance: float | None, guidance_scale: float,
+                        names: tuple[str, str, str] = ("temporal_gate", "temporal_guidance", "guidance_scale")) -> None:
+    """One line for a gate width that is not None or a finite number > 0, or that lacks what it gates."""
+    if width is None:
+        return
+    if isinstance(width, bool) or not isinstance(width, (int, float)) or not (0 < width < float("inf")):
+        raise ValueError(f"{names[0]} must be a finite number > 0 (unset: no gate), got {width!r}")
+    if temporal_guidance is None:
+        raise ValueError(f"{names[0]} gates the temporal term of {names[1]}: set {names[1]} too")
+    if guidance_scale == 1.0:
+        raise ValueError(f"{names[0]} reads the sentence's term, which {names[2]} 1 does not compute: use {names[2]} != 1")
 
 
 def initial_noise(shape: tuple[int, ...], generator: torch.Generator, correlation: float = 0.0) -> torch.Tensor:

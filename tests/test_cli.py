@@ -303,6 +303,8 @@ def error_cases(tmp_path_factory, media) -> list[tuple[str, list[str], str]]:
          r"--noise-correlation must be a number in \[0, 1\] \(0: independent frames\), got 2.0"),
         ("temporal guidance", [mp4, "--output", out, *ok, "--temporal-guidance", "-0.5"],
          r"--temporal-guidance must be a finite number >= 0 \(unset: .*, got -0.5"),
+        ("temporal gate alone", [mp4, "--output", out, *ok, "--temporal-gate", "0.4"],
+         r"--temporal-gate gates the temporal term of --temporal-guidance: set --temporal-guidance too"),
         ("avi output", [mp4, "--output", str(d / "o.avi"), *ok], r"cannot write \.avi video; write \.mp4, \.mkv or \.mov"),
         ("unknown suffix", [mp4, "--output", str(d / "o.mp5"), *ok], r"unknown suffix '\.mp5'"),
         # colour keyframes (issue 24)
@@ -689,6 +691,7 @@ def test_keyframe_run_holds_the_frame_and_keys_the_resume_state(tmp_path, media)
     assert key("--keyframe", f"5:{ref}") == keyed == key("--keyframe", f"5:{ref}", "--keyframe-hold", "noised")
     assert key("--noise-correlation", "0") == plain != key("--noise-correlation", "0.5")  # shared noise: another job
     assert plain != key("--temporal-guidance", "1") != key("--temporal-guidance", "2")  # another guidance: another job
+    assert key("--temporal-guidance", "1") != key("--temporal-guidance", "1", "--temporal-gate", "0.4")
     Image.fromarray(colour_frame(64, 96)[::-1]).save(ref)  # the same path, another picture: another job
     assert key("--keyframe", f"5:{ref}") != keyed
 

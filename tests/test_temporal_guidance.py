@@ -13,7 +13,7 @@ import torch
 
 import lc4
 from lc4.pipeline import LC4Pipeline
-from lc4.sampling import check_temporal_guidance, guided, temporally_guided
+from lc4.sampling import check_temporal_gate, check_temporal_guidance, guided, sentence_gate, temporally_guided
 from test_pipeline import colorize, grey_video, perturb_temporal
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -89,3 +89,50 @@ def test_bad_temporal_guidance_is_one_line(bad, coupled_pipe):
     assert "\n" not in str(err.value)
     with pytest.raises(ValueError, match="temporal_guidance must be"):
         colorize(coupled_pipe, grey_video(4), temporal_guidance=bad)
+
+
+def test_sentence_gate_keeps_the_temporal_term_where_the_sentence_is_silent():
+    gen = torch.Generator().manual_seed(2)
+    uncond = torch.randn(3, 4, 6, 6, generator=gen)
+    direction = torch.randn(3, 4, 6, 6, generator=gen)
+    direction = direction / direction.pow(2).mean(1, keepdim=True).sqrt()  # RMS 1 over channels, per pixel
+    scale = torch.zeros(3, 1, 6, 6)
+    scale[:, :, :3] = 2.0  # the sentence speaks in the top half (RMS 2), not in the bottom half (RMS 0)
+    scale[1, :, 5] = 0.5  # and says as much as the width in one row of frame 1
+    independent = torch.stack([uncond, uncond + scale * direction])
+    gate = sentence_gate(independent, 0.5)
+    assert gate.shape == (3, 1, 6, 6)
+    assert torch.allclose(gate[:, :, 3:5], torch.ones(1))  # silent: the full temporal term
+    assert torch.allclose(gate[:, :, :3], torch.full((1,), 1 / (1 + 4.0 ** 4)))  # 4 widths: 1/257
+    assert torch.allclose(gate[1, :, 5], torch.full((1,), 0.5))  # one width: half
+    coupled = torch.randn(1, 3, 4, 6, 6, generator=gen)
+    gated = temporally_guided(coupled, independent, 1.5, 2.0, gate_width=0.5)
+    expected = guided(independent, 1.5) + 2.0 * gate * (coupled[0] - independent[1])
+    assert torch.allclose(gated, expected, atol=1e-6)
+    # where the sentence is silent, the gated and the ungated guidance are the same
+    assert torch.allclose(gated[:, :, 3:5], temporally_guided(coupled, independent, 1.5, 2.0)[:, :, 3:5], atol=1e-6)
+
+
+@pytest.mark.parametrize("width, s_t, scale, message", [
+    (0.0, 1.0, 1.5, "must be a finite number > 0"), (float("nan"), 1.0, 1.5, "must be a finite number > 0"),
+    (True, 1.0, 1.5, "must be a finite number > 0"), (0.4, None, 1.5, "set temporal_guidance too"),
+    (0.4, 1.0, 1.0, "use guidance_scale != 1")])
+def test_bad_temporal_gate_is_one_line(width, s_t, scale, message, coupled_pipe):
+    with pytest.raises(ValueError, match=message) as err:
+        check_temporal_gate(width, s_t, scale)
+    assert "\n" not in str(err.value)
+    with pytest.raises(ValueError, match=message):
+        colorize(coupled_pipe, grey_video(4), temporal_guidance=s_t, temporal_gate=width, guidance_scale=scale)
+
+
+def test_pipeline_temporal_gate_moves_between_its_limits(coupled_pipe):
+    """A very wide gate is the ungated term; a very narrow one leaves only the sentence's guidance."""
+    video = grey_video(8)
+    free = colorize(coupled_pipe, video, fusion="exact", temporal_guidance=2.0)
+    wide = colorize(coupled_pipe, video, fusion="exact", temporal_guidance=2.0, temporal_gate=1e6)
+    narrow = colorize(coupled_pipe, video, fusion="exact", temporal_guidance=2.0, temporal_gate=1e-6)
+    off = colorize(coupled_pipe, video, fusion="exact", temporal_guidance=0.0)
+    middle = colorize(coupled_pipe, video, fusion="exact", temporal_guidance=2.0, temporal_gate=0.05)
+    assert np.abs(wide.astype(int) - free.astype(int)).max() <= 1
+    assert np.abs(narrow.astype(int) - off.astype(int)).max() <= 1
+    assert len({free.tobytes(), off.tobytes(), middle.tobytes()}) == 3

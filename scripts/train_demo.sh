@@ -15,7 +15,7 @@
 #   free     (lc4_stage1_free_image.yaml, 900 one-frame steps, 19-27 min): half the captions free-colour
 #   tda      (lc4_stage1_tda.yaml, 600 steps on 8-frame clips, 18-37 min): fresh stride-1 TDA layers
 #            trained alone at lr 2e-3, the rest frozen
-#   tda+     (lc4_stage1_tda_more.yaml, 600 steps more at lr 1e-3, 24-36 min)
+#   tda+     (lc4_stage1_tda.yaml + lc4_stage1_tda_more.yaml, layered: 600 steps more at lr 1e-3, 24-36 min)
 #   measured on 2 cores on 2026-12-07: 27 + 37 + 36 = 100 min from the shipped model (the first stage
 #   beside a test run), so about 160 min from nothing: over the 2 hours
 # RECIPE=lc4-joint: the first L-C4 chain (docs/results.md section 1), TDA and CMPF trained jointly:
@@ -25,6 +25,7 @@
 #   stage 1b (lc4_stage1_video.yaml, 600 steps, 27 min measured on one thread beside other jobs):
 #            TDA added to every transformer block (zero output) and trained on 8-frame clips with
 #            CMPF trained jointly, half of the captions free-colour
+# A stage written a+b trains on config a with config b layered over it (train.py's repeated --config).
 # Resumable: a stage whose export exists is skipped, an interrupted stage continues from its last
 # checkpoint. Stage times are appended to runs/demo_times.txt. Sample strips in
 # runs/<stage>/lightning_logs/*/samples/.
@@ -37,7 +38,7 @@ EVAL_ARGS=()
 FREE_IMAGE=()  # the free-colour stage's start: the shipped image model unless START=scratch
 case "$RECIPE" in
   image) CONFIGS="demo60_stage0 demo60_stage1"; FINAL=runs/demo60_stage1/export; FREE=0 ;;
-  lc4) CONFIGS="lc4_stage1_free_image lc4_stage1_tda lc4_stage1_tda_more"; FINAL=runs/s1_tdaonly_1200/export
+  lc4) CONFIGS="lc4_stage1_free_image lc4_stage1_tda lc4_stage1_tda+lc4_stage1_tda_more"; FINAL=runs/s1_tdaonly_1200/export
        FREE=16; EVAL_ARGS=(--guidance 1.5 --temporal-guidance "${TEMPORAL_GUIDANCE:-1.5}")
        case "$START" in
          shipped) ;;
@@ -48,7 +49,10 @@ case "$RECIPE" in
   *) echo "RECIPE must be image, lc4 or lc4-joint, got '$RECIPE'" >&2; exit 2 ;;
 esac
 mkdir -p runs
-for c in $CONFIGS; do
+for stage in $CONFIGS; do
+  c=${stage##*+}  # the stage's own config: the last layer
+  layers=()
+  for layer in ${stage//+/ }; do layers+=(--config "configs/demo/$layer.yaml"); done
   out=$(sed -n 's/^ *default_root_dir: *//p' "configs/demo/$c.yaml")
   if [ -f "$out/export/model_index.json" ]; then echo "$c: $out/export exists, skipped"; continue; fi
   resume=()
@@ -60,7 +64,7 @@ for c in $CONFIGS; do
   start=$SECONDS
   extra=()
   if [ "$c" = lc4_stage1_free_image ]; then extra=("${FREE_IMAGE[@]}"); fi
-  $PY train.py fit --config "configs/demo/$c.yaml" "${extra[@]}" "${resume[@]}"
+  $PY train.py fit "${layers[@]}" "${extra[@]}" "${resume[@]}"
   echo "$c: $((SECONDS - start)) s$([ ${#resume[@]} -gt 0 ] && echo ' (resumed: this part only)')" | tee -a runs/demo_times.txt
 done
 echo "training took $((SECONDS / 60)) min $((SECONDS % 60)) s in this invocation (runs/demo_times.txt has each stage)"

@@ -25,7 +25,7 @@ much each frame's noise prediction moves (relative L2). Frames the temporal laye
 frame 0 do not move at all.
 
 Prints a table and the JSON (also written to --json); --picture writes a strip of the first video:
-keyframe | our frames far away (CCF, one keyframe) | keyframes off | ground truth.
+the keyframe, then frames 1-6 and the second half: ours (one keyframe) | keyframes off | ground truth.
 
     python benchmarks/keyframes.py --model runs/video_model/export --videos 16
     python benchmarks/keyframes.py --videos 1 --frames 32 --steps 4 --picture /tmp/keyframes.png   # smoke run
@@ -300,18 +300,19 @@ def write_picture(args: argparse.Namespace, picture: dict[str, np.ndarray]) -> N
     from lc4.strip import make_strip, save_strip
 
     video = held_out_video(args.first, args.frames, args.size, long=True, colors_named="none")
-    far = slice(args.frames // 2, args.frames)
+    near, far = slice(1, 7), slice(args.frames // 2, args.frames)
     rows, labels = [video.rgb[:1]], ["keyframe (frame 0)"]
     one = next((v for n, v in picture.items() if n.endswith("1 keyframe")), None)
     off = next((v for n, v in picture.items() if n.endswith("keyframes off")), None)
-    if one is not None:
-        rows.append(one[far])
-        labels.append(f"ours {far.start}-{far.stop - 1}")
-    if off is not None:
-        rows.append(off[far])
-        labels.append("keyframes off")
-    rows.append(video.rgb[far])
-    labels.append("ground truth")
+    for part in (near, far):  # where the keyframe's colour holds and where it has faded
+        if one is not None:
+            rows.append(one[part])
+            labels.append(f"ours {part.start}-{part.stop - 1}")
+        if off is not None:
+            rows.append(off[part])
+            labels.append(f"keyframes off {part.start}-{part.stop - 1}")
+        rows.append(video.rgb[part])
+        labels.append(f"truth {part.start}-{part.stop - 1}")
     out = save_strip(make_strip(rows, labels, frames=6, height=96), args.picture)
     print(f"wrote {out}")
 

@@ -76,7 +76,7 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                    "as in the paper); higher keeps colours the prompt leaves open the same over the film")
     p.add_argument("--temporal-guidance", type=float, default=None, metavar="S_T",
                    help="guide the sentence with the temporal layers off and scale what they add by S_T (0: frames "
-                   "independent, 1: as trained; one UNet pass more per step); default: classifier-free guidance "
+                   "independent, 1: as trained; one pass per frame more per step); default: classifier-free guidance "
                    "through the temporal layers, as in L-C4")
     p.add_argument("--temporal-gate", type=float, default=None, metavar="WIDTH",
                    help="with --temporal-guidance: weight its term per pixel by how little the prompt says there "

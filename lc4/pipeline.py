@@ -265,8 +265,12 @@ class LC4Pipeline:
         frames and clips (docs/results.md).
         temporal_guidance s_T: None (default) is the paper's classifier-free guidance, both branches through
         the temporal layers; a number >= 0 guides the sentence with the temporal layers off and adds s_T times
-        what they change in the conditional branch (`lc4.sampling.temporally_guided`; one UNet pass more per
-        step, none at s_T = 0, which is the model with its temporal layers removed).
+        what they change in the conditional branch (`lc4.sampling.temporally_guided`). The two branches with
+        the temporal layers off run once per frame, whatever the layout (a frame's ε̂ is then the same in
+        every clip), and the coupled conditional branch through the layout: per step T frames more than
+        classifier-free guidance clip by clip, and fewer evaluations than it with skip windows of 3
+        intervals or more; at s_T = 0 only the frame-independent branches run (the model with its
+        temporal layers removed).
         temporal_gate: a width w > 0 weights that term per pixel by 1 / (1 + (r / w)^4), r the size of
         the sentence's own term there (`lc4.sampling.sentence_gate`): the coupling acts on the colours
         the sentence leaves open and not against those it names (not in L-C4; needs temporal_guidance
@@ -314,6 +318,8 @@ class LC4Pipeline:
         mode = "none" if fusion == "none" else window
         layout = ccf.make_layout(t_frames, n_frames, mode=mode, weighting=weighting,
                                  max_interval=max_interval if mode == "skip" else None)
+        # with the temporal layers off a frame's ε̂ is the same in every clip that holds it: one evaluation each
+        frame_layout = layout if mode == "none" else ccf.make_layout(t_frames, n_frames, mode="none")
         branches = 1 if guidance_scale == 1.0 else 2
         exact = self._use_exact(fusion, layout, branches, memory_budget_frames)
         # per-frame state: on the model's device for exact mode (one batch anyway), in host memory for
@@ -359,7 +365,8 @@ class LC4Pipeline:
                 eps = fused_noise_prediction(model, x, t, cond, layout, exact=exact, max_clips=clips_per_chunk)
                 return guided(eps, guidance_scale)
             with model.unet.frames_independent():
-                independent = fused_noise_prediction(model, x, t, cond, layout, exact=exact, max_clips=clips_per_chunk)
+                independent = fused_noise_prediction(model, x, t, cond, frame_layout, exact=exact,
+                                                     max_clips=clips_per_chunk)
             if temporal_guidance == 0:  # the frames independent: no coupled pass needed
                 return guided(independent, guidance_scale)
             coupled = fused_noise_prediction(model, x, t, cond.conditional(), layout, exact=exact,

@@ -13,6 +13,7 @@ import torch
 
 import lc4
 from lc4.pipeline import LC4Pipeline
+from lc4.prompts import parse_prompt_schedule
 from lc4.sampling import check_temporal_gate, check_temporal_guidance, guided, sentence_gate, temporally_guided
 from test_pipeline import colorize, grey_video, perturb_temporal
 
@@ -136,3 +137,26 @@ def test_pipeline_temporal_gate_moves_between_its_limits(coupled_pipe):
     assert np.abs(wide.astype(int) - free.astype(int)).max() <= 1
     assert np.abs(narrow.astype(int) - off.astype(int)).max() <= 1
     assert len({free.tobytes(), off.tobytes(), middle.tobytes()}) == 3
+
+
+@torch.no_grad()
+def test_frames_independent_prediction_needs_one_evaluation_per_frame(coupled_pipe):
+    """With the temporal layers off, fusing over the skip windows' clips gives each frame's own ε̂:
+    the pipeline's temporal guidance evaluates that branch once per frame (clip by clip)."""
+    from lc4 import ccf
+    from lc4.sampling import fused_noise_prediction
+
+    pipe, frames = coupled_pipe, 20
+    cond = pipe._conditioning(torch.full((frames, 32, 32), 90, dtype=torch.uint8), parse_prompt_schedule("a red ball", frames),
+                              "", 3.0, 8, torch.device("cpu"))
+    latents = torch.randn(frames, 4, *cond.lum_moments.shape[-2:], generator=torch.Generator().manual_seed(3))
+    n = pipe.model.config.num_frames
+    skip = ccf.make_layout(frames, n, mode="skip")
+    alone = ccf.make_layout(frames, n, mode="none")
+    assert skip.frame_evaluations > 2 * alone.frame_evaluations  # what the shortcut saves
+    with pipe.model.unet.frames_independent():
+        fused = fused_noise_prediction(pipe.model, latents, torch.tensor(500), cond, skip, exact=True)
+        each = fused_noise_prediction(pipe.model, latents, torch.tensor(500), cond, alone, exact=False, max_clips=2)
+    assert torch.allclose(fused, each, atol=1e-5)
+    coupled = fused_noise_prediction(pipe.model, latents, torch.tensor(500), cond, skip, exact=True)
+    assert (coupled - fused).abs().max() > 1e-3  # with the temporal layers on, the clips do matter

@@ -40,7 +40,8 @@ from .models.config import LC4Config
 from .models.lc4 import LC4Model
 from .prompts import PromptSchedule, parse_prompt_schedule, truncated_words
 from .sampling import (HeldFrames, VideoConditioning, check_add_noise, check_noise_correlation, check_temporal_gate,
-                       check_temporal_guidance, fused_noise_prediction, guided, initial_noise, sample_latents, temporally_guided)
+                       check_temporal_guidance, fused_noise_prediction, guided, initial_noise, sample_latents,
+                       temporally_guided)
 
 log = logging.getLogger("lc4")
 

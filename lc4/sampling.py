@@ -232,7 +232,8 @@ def check_temporal_gate(width: float | None, temporal_guidance: float | None, gu
     if temporal_guidance is None:
         raise ValueError(f"{names[0]} gates the temporal term of {names[1]}: set {names[1]} too")
     if guidance_scale == 1.0:
-        raise ValueError(f"{names[0]} reads the sentence's term, which {names[2]} 1 does not compute: use {names[2]} != 1")
+        raise ValueError(f"{names[0]} reads the sentence's term, which {names[2]} 1 does not compute: "
+                         f"use {names[2]} != 1")
 
 
 def initial_noise(shape: tuple[int, ...], generator: torch.Generator, correlation: float = 0.0) -> torch.Tensor:

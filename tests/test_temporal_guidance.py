@@ -147,8 +147,8 @@ def test_frames_independent_prediction_needs_one_evaluation_per_frame(coupled_pi
     from lc4.sampling import fused_noise_prediction
 
     pipe, frames = coupled_pipe, 20
-    cond = pipe._conditioning(torch.full((frames, 32, 32), 90, dtype=torch.uint8), parse_prompt_schedule("a red ball", frames),
-                              "", 3.0, 8, torch.device("cpu"))
+    grey = torch.full((frames, 32, 32), 90, dtype=torch.uint8)
+    cond = pipe._conditioning(grey, parse_prompt_schedule("a red ball", frames), "", 3.0, 8, torch.device("cpu"))
     latents = torch.randn(frames, 4, *cond.lum_moments.shape[-2:], generator=torch.Generator().manual_seed(3))
     n = pipe.model.config.num_frames
     skip = ccf.make_layout(frames, n, mode="skip")
